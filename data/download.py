@@ -1,0 +1,95 @@
+"""Download the full CFPB complaint database and prepare it for the pipeline.
+
+    python -m data.download                      # the CFPB's complaints.csv.zip, several GB
+    python -m data.download --url URL --output FILE --prepared-dir DIR
+
+The archive is streamed to a temporary file and renamed when complete, so an
+interrupted download leaves nothing behind that looks finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from data.prepare import ExportError, prepare_cfpb_exports
+
+CFPB_EXPORT_URL = "https://files.consumerfinance.gov/ccdb/complaints.csv.zip"
+DATA_DIR = Path(__file__).resolve().parent
+CHUNK_BYTES = 1 << 20
+
+
+def download(url: str, destination: Path, timeout: float = 60.0) -> int:
+    """Stream `url` to `destination` atomically, showing progress; returns the byte count."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
+    )
+    received, last_report = 0, 0.0
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            while chunk := response.read(CHUNK_BYTES):
+                out.write(chunk)
+                received += len(chunk)
+                if time.monotonic() - last_report > 2 or received == total:
+                    last_report = time.monotonic()
+                    share = f" ({received / total:.0%})" if total else ""
+                    print(f"  {received / 1e6:,.1f} MB{share}", file=sys.stderr, flush=True)
+        if total and received != total:
+            raise OSError(f"download cut short: {received} of {total} bytes")
+        shutil.move(partial, destination)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return received
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Download the CFPB complaint database (needs internet) and prepare it."
+    )
+    parser.add_argument("--url", default=CFPB_EXPORT_URL, help="export to fetch (default: %(default)s)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DATA_DIR / "raw" / "complaints.csv.zip",
+        help="where the downloaded archive goes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--prepared-dir",
+        type=Path,
+        default=DATA_DIR / "full",
+        help="folder for the prepared complaints.csv; pass it to the runner as --data-dir "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
+    args = parser.parse_args(argv)
+
+    print(f"Downloading {args.url} to {args.output}", file=sys.stderr)
+    try:
+        size = download(args.url, args.output, args.timeout)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        print(f"error: could not download {args.url}: {error}", file=sys.stderr)
+        return 1
+    print(f"Downloaded {size / 1e6:,.1f} MB. Preparing...", file=sys.stderr)
+    prepared = args.prepared_dir / "complaints.csv"
+    try:
+        report = prepare_cfpb_exports([args.output], prepared)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"wrote {prepared}; run the pipeline on it with --data-dir {args.prepared_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The one source of truth for column and feature names, and the model's fixed sizes."""
+
+LABEL_KEY = "consumer_disputed"
+ID_KEY = "complaint_id"
+DATE_KEY = "date_received"
+TEXT_KEY = "consumer_complaint_narrative"
+ZIP_KEY = "zip_code"
+
+# Categorical columns, each turned into a vocabulary by tf.Transform.
+CATEGORICAL_KEYS = (
+    "product",
+    "sub_product",
+    "issue",
+    "sub_issue",
+    "company",
+    "state",
+    "submitted_via",
+    "company_response",
+    "timely_response",
+)
+
+# The prepared CSV's columns, in file order. Every one but the label is a string.
+CANONICAL_COLUMNS = (
+    DATE_KEY,
+    "product",
+    "sub_product",
+    "issue",
+    "sub_issue",
+    TEXT_KEY,
+    "company",
+    "state",
+    ZIP_KEY,
+    "submitted_via",
+    "company_response",
+    "timely_response",
+    ID_KEY,
+    LABEL_KEY,
+)
+
+# What a serving request may carry: every canonical column but the label.
+RAW_FEATURE_KEYS = tuple(column for column in CANONICAL_COLUMNS if column != LABEL_KEY)
+
+# Features derived in preprocessing_fn besides the categorical columns.
+ZIP3_KEY = "zip3"
+YEAR_KEY = "year_received"
+MONTH_KEY = "month_received"
+DERIVED_CATEGORICAL_KEYS = (ZIP3_KEY, YEAR_KEY, MONTH_KEY)
+
+# The serving signature's output: the probability that the consumer disputes.
+PREDICTION_KEY = "dispute_probability"
+
+# Vocabulary sizes and the narrative's token window.
+CATEGORICAL_TOP_K = 500
+OOV_BUCKETS = 1
+TEXT_VOCAB_SIZE = 10_000
+TEXT_MAX_TOKENS = 300
+
+
+def transformed_name(key: str) -> str:
+    """Name of a feature after tf.Transform."""
+    return f"{key}_xf"
+
+
+def vocabulary_name(key: str) -> str:
+    """Name of the vocabulary file tf.Transform writes for a feature."""
+    return f"{key}_vocab"
