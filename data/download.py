@@ -34,7 +34,10 @@ def download(url: str, destination: Path, timeout: float = 60.0) -> int:
     )
     received, last_report = 0, 0.0
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with (
+            os.fdopen(handle, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+        ):
             total = int(response.headers.get("Content-Length") or 0)
             while chunk := response.read(CHUNK_BYTES):
                 out.write(chunk)
@@ -56,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Download the CFPB complaint database (needs internet) and prepare it."
     )
-    parser.add_argument("--url", default=CFPB_EXPORT_URL, help="export to fetch (default: %(default)s)")
+    parser.add_argument(
+        "--url", default=CFPB_EXPORT_URL, help="export to fetch (default: %(default)s)"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the prepared complaints.csv; pass it to the runner as --data-dir "
         "(default: %(default)s)",
     )
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds without data before giving up"
+    )
     args = parser.parse_args(argv)
 
     print(f"Downloading {args.url} to {args.output}", file=sys.stderr)

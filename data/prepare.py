@@ -209,7 +209,9 @@ def _canonical_rows(
                 f"{path}: not UTF-8 text near row {report.rows_read + 1}: {error.reason}"
             ) from error
         except csv.Error as error:
-            raise ExportError(f"{path}: unreadable CSV near row {report.rows_read + 1}: {error}")
+            raise ExportError(
+                f"{path}: unreadable CSV near row {report.rows_read + 1}: {error}"
+            ) from error
 
 
 def _chain(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:

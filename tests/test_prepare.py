@@ -73,8 +73,14 @@ def test_crlf_slash_dates_lost_zip_zeros_and_missing_columns(tmp_path):
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("2015-03-19", "2015-03-19"), ("7/29/2013", "2013-07-29"), ("03/19/15", "2015-03-19"),
-     ("2015-03-19T00:00:00", "2015-03-19"), ("19.03.2015", None), ("", None)],
+    [
+        ("2015-03-19", "2015-03-19"),
+        ("7/29/2013", "2013-07-29"),
+        ("03/19/15", "2015-03-19"),
+        ("2015-03-19T00:00:00", "2015-03-19"),
+        ("19.03.2015", None),
+        ("", None),
+    ],
 )
 def test_normalize_date(raw, expected):
     assert prepare.normalize_date(raw) == expected
@@ -82,8 +88,16 @@ def test_normalize_date(raw, expected):
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("124XX", "124XX"), ("6106", "06106"), ("501", "00501"), ("10065", "10065"),
-     ("10065-1234", "10065"), ("", ""), ("N/A", ""), ("12", "")],
+    [
+        ("124XX", "124XX"),
+        ("6106", "06106"),
+        ("501", "00501"),
+        ("10065", "10065"),
+        ("10065-1234", "10065"),
+        ("", ""),
+        ("N/A", ""),
+        ("12", ""),
+    ],
 )
 def test_normalize_zip(raw, expected):
     assert prepare.normalize_zip(raw) == expected
@@ -93,8 +107,14 @@ def test_label_values_and_drop_reasons(tmp_path):
     source = tmp_path / "labels.csv"
     header = ",".join(prepare.REQUIRED_CFPB_COLUMNS)
     lines = [header]
-    for date, label in [("2015-01-01", "Yes"), ("2015-01-02", "No"), ("2015-01-03", ""),
-                        ("2015-01-04", "N/A"), ("2015-01-05", "Maybe"), ("someday", "Yes")]:
+    for date, label in [
+        ("2015-01-01", "Yes"),
+        ("2015-01-02", "No"),
+        ("2015-01-03", ""),
+        ("2015-01-04", "N/A"),
+        ("2015-01-05", "Maybe"),
+        ("someday", "Yes"),
+    ]:
         values = {name: "x" for name in prepare.REQUIRED_CFPB_COLUMNS}
         values.update({"Date received": date, "Consumer disputed?": label})
         lines.append(",".join(values[name] for name in prepare.REQUIRED_CFPB_COLUMNS))

@@ -1,0 +1,75 @@
+"""The Keras model: learned embeddings for categories and narrative words, one MLP on top."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import features
+
+CATEGORY_KEYS = features.CATEGORICAL_KEYS + features.DERIVED_CATEGORICAL_KEYS
+
+
+def hyperparameter_space() -> kt.HyperParameters:
+    """The search space; each default is also what Trainer uses without a Tuner result."""
+    hp = kt.HyperParameters()
+    hp.Choice("learning_rate", [3e-3, 1e-3], default=1e-3)
+    hp.Choice("hidden_units", [32, 64], default=64)
+    hp.Choice("text_embedding_dim", [16, 32], default=32)
+    hp.Choice("category_embedding_dim", [4, 8], default=8)
+    hp.Choice("dropout", [0.3, 0.5], default=0.5)
+    return hp
+
+
+def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
+    """Embedding input sizes per transformed feature, OOV buckets (and text padding) included."""
+    sizes = {
+        features.transformed_name(key): tf_transform_output.vocabulary_size_by_name(
+            features.vocabulary_name(key)
+        )
+        + features.OOV_BUCKETS
+        for key in CATEGORY_KEYS
+    }
+    text_vocabulary = tf_transform_output.vocabulary_size_by_name(
+        features.vocabulary_name(features.TEXT_KEY)
+    )
+    sizes[features.transformed_name(features.TEXT_KEY)] = text_vocabulary + features.OOV_BUCKETS + 1
+    return sizes
+
+
+def build_model(hp: kt.HyperParameters, sizes: dict[str, int]) -> tf.keras.Model:
+    """Embeddings of every category and the mean embedding of the narrative's words."""
+    inputs, encoded = {}, []
+    for key in CATEGORY_KEYS:
+        name = features.transformed_name(key)
+        inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
+        embedding = tf.keras.layers.Embedding(
+            sizes[name], hp.get("category_embedding_dim"), name=f"{key}_embedding"
+        )
+        encoded.append(embedding(inputs[name]))
+
+    text_name = features.transformed_name(features.TEXT_KEY)
+    inputs[text_name] = tf.keras.Input(
+        shape=(features.TEXT_MAX_TOKENS,), name=text_name, dtype=tf.int64
+    )
+    words = tf.keras.layers.Embedding(
+        sizes[text_name], hp.get("text_embedding_dim"), mask_zero=True, name="word_embedding"
+    )(inputs[text_name])
+    # Every narrative has at least one token (see preprocessing), so the mean is defined.
+    encoded.append(tf.keras.layers.GlobalAveragePooling1D(name="narrative")(words))
+
+    hidden = tf.keras.layers.Concatenate()(encoded)
+    hidden = tf.keras.layers.Dropout(hp.get("dropout"))(hidden)
+    hidden = tf.keras.layers.Dense(hp.get("hidden_units"), activation="relu")(hidden)
+    hidden = tf.keras.layers.Dropout(hp.get("dropout"))(hidden)
+    probability = tf.keras.layers.Dense(1, activation="sigmoid", name=features.PREDICTION_KEY)(
+        hidden
+    )
+    model = tf.keras.Model(inputs=inputs, outputs=probability)
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(hp.get("learning_rate")),
+        loss="binary_crossentropy",
+        metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy()],
+    )
+    return model

@@ -1,0 +1,87 @@
+"""run_fn: train with the Tuner's best hyperparameters and export the serving model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from models import features, inputs, model
+
+# Training is split into this many epochs so that the learning curves have points.
+EPOCHS = 10
+HISTORY_FILE = "history.json"
+
+
+def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict:
+    """The raw feature spec without the label, with '' for any feature a request omits."""
+    spec = tf_transform_output.raw_feature_spec()
+    spec.pop(features.LABEL_KEY, None)
+    for key, feature_spec in spec.items():
+        if isinstance(feature_spec, tf.io.FixedLenFeature):
+            size = int(np.prod(feature_spec.shape))
+            default = "" if not feature_spec.shape else [""] * size
+            spec[key] = tf.io.FixedLenFeature(feature_spec.shape, feature_spec.dtype, default)
+    return spec
+
+
+def make_serving_signature(
+    keras_model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput
+) -> tf.types.experimental.ConcreteFunction:
+    """serving_default: serialized tf.Examples of raw columns -> dispute probability."""
+    # Tracked as an attribute so that the transform graph is saved with the model.
+    keras_model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = serving_feature_spec(tf_transform_output)
+    input_names = list(keras_model.input.keys())
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(serialized_examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        raw = tf.io.parse_example(serialized_examples, raw_spec)
+        transformed = keras_model.tft_layer(raw)
+        probability = keras_model({name: transformed[name] for name in input_names})
+        return {features.PREDICTION_KEY: tf.reshape(probability, [-1])}
+
+    return serve.get_concrete_function()
+
+
+def load_hyperparameters(config: dict | None) -> kt.HyperParameters:
+    """The Tuner's best hyperparameters, or the search space's defaults without them."""
+    if config:
+        return kt.HyperParameters.from_config(config)
+    return model.hyperparameter_space()
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Train, record the learning curves, and save the model with its serving signature."""
+    custom_config = fn_args.custom_config or {}
+    tf.keras.utils.set_random_seed(int(custom_config.get("seed", 0)))
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    hp = load_hyperparameters(fn_args.hyperparameters)
+
+    train = inputs.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+    evaluation = inputs.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    keras_model = model.build_model(hp, model.vocabulary_sizes(tf_transform_output))
+    epochs = min(EPOCHS, fn_args.train_steps)
+    history = keras_model.fit(
+        train,
+        epochs=epochs,
+        steps_per_epoch=max(1, fn_args.train_steps // epochs),
+        validation_data=evaluation,
+        validation_steps=fn_args.eval_steps,
+        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
+        verbose=2,
+    )
+    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    with open(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
+        json.dump({"hyperparameters": hp.values, "history": history.history}, handle, indent=2)
+
+    keras_model.save(
+        fn_args.serving_model_dir,
+        save_format="tf",
+        signatures={"serving_default": make_serving_signature(keras_model, tf_transform_output)},
+    )

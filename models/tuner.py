@@ -1,0 +1,38 @@
+"""tuner_fn: random search over models.model.hyperparameter_space."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from models import inputs, model
+
+DEFAULT_TRIALS = 4
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+    """RandomSearch maximising validation AUC; custom_config['max_trials'] is its budget."""
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    sizes = model.vocabulary_sizes(tf_transform_output)
+    custom_config = fn_args.custom_config or {}
+    tuner = kt.RandomSearch(
+        lambda hp: model.build_model(hp, sizes),
+        hyperparameters=model.hyperparameter_space(),
+        objective=kt.Objective("val_auc", direction="max"),
+        max_trials=int(custom_config.get("max_trials", DEFAULT_TRIALS)),
+        seed=int(custom_config.get("seed", 0)),
+        directory=fn_args.working_dir,
+        project_name="cfpb_dispute",
+    )
+    train = inputs.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+    evaluation = inputs.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    return tfx.components.TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "x": train,
+            "validation_data": evaluation,
+            "steps_per_epoch": fn_args.train_steps,
+            "validation_steps": fn_args.eval_steps,
+        },
+    )

@@ -1,0 +1,130 @@
+"""Every knob of the pipeline in one typed place, overridable from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml_metadata.proto import metadata_store_pb2
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_DATA_DIR = PROJECT_ROOT / "data" / "sample"
+DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
+MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
+BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+
+
+def _option(default, help: str, **kwargs):  # noqa: A002 (argparse's word)
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Paths, training budget, blessing thresholds, Beam and MLMD settings."""
+
+    pipeline_name: str = _option("cfpb-dispute", "name of the pipeline in MLMD")
+    data_dir: Path = _option(
+        BUNDLED_DATA_DIR, "folder of prepared CSV files (python -m data.prepare)"
+    )
+    output_dir: Path = _option(
+        DEFAULT_OUTPUT_DIR, "where artifacts, the MLMD store and pushed models go"
+    )
+    train_steps: int = _option(
+        300, "Trainer's training steps (batches of 64; ~4 epochs of the sample)"
+    )
+    eval_steps: int = _option(30, "evaluation steps (batches of 64) for Tuner and Trainer")
+    tuner_trials: int = _option(4, "hyperparameter sets the Tuner tries")
+    tuner_train_steps: int = _option(300, "training steps of each Tuner trial")
+    eval_split_buckets: int = _option(1, "eval split share: train gets 3 buckets, eval this many")
+    min_auc: float = _option(0.55, "lowest overall eval AUC that can bless a model")
+    max_auc_drop: float = _option(
+        0.0,
+        "how much lower than the last blessed model's AUC a new model may be and still be pushed",
+    )
+    seed: int = _option(0, "random seed for Tuner and Trainer")
+    direct_running_mode: str = _option(
+        "in_memory", "Beam DirectRunner mode of data-heavy components", choices=BEAM_RUNNING_MODES
+    )
+    direct_num_workers: int = _option(1, "Beam DirectRunner workers (0: one per core)")
+    extra_beam_args: tuple[str, ...] = _option(
+        (), "further Beam pipeline argument, e.g. --beam-arg=--runner=DataflowRunner (repeatable)"
+    )
+    mysql_host: str = _option(
+        "", f"MLMD on MySQL at this host (password from ${MYSQL_PASSWORD_ENV})"
+    )
+    mysql_port: int = _option(3306, "MySQL port for MLMD")
+    mysql_database: str = _option("mlmd", "MySQL database for MLMD")
+    mysql_user: str = _option("root", "MySQL user for MLMD")
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.output_dir / "pipeline_root"
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.output_dir / "metadata.sqlite"
+
+    @property
+    def serving_model_dir(self) -> Path:
+        return self.output_dir / "serving_model"
+
+    @property
+    def beam_pipeline_args(self) -> list[str]:
+        return [
+            f"--direct_running_mode={self.direct_running_mode}",
+            f"--direct_num_workers={self.direct_num_workers}",
+            *self.extra_beam_args,
+        ]
+
+    def metadata_connection_config(self) -> metadata_store_pb2.ConnectionConfig:
+        """SQLite under output_dir, or MySQL when mysql_host is set."""
+        connection = metadata_store_pb2.ConnectionConfig()
+        if self.mysql_host:
+            connection.mysql.host = self.mysql_host
+            connection.mysql.port = self.mysql_port
+            connection.mysql.database = self.mysql_database
+            connection.mysql.user = self.mysql_user
+            connection.mysql.password = os.environ.get(MYSQL_PASSWORD_ENV, "")
+        else:
+            self.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+            connection.sqlite.filename_uri = str(self.metadata_path)
+            connection.sqlite.connection_mode = (
+                metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            )
+        return connection
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One --flag per PipelineConfig field, with its default and help."""
+    for config_field in dataclasses.fields(PipelineConfig):
+        flag = "--" + config_field.name.replace("_", "-")
+        help_text = config_field.metadata["help"]
+        extra = {k: v for k, v in config_field.metadata.items() if k != "help"}
+        if config_field.name.startswith("direct_"):
+            flag = "--" + config_field.name  # Beam's own spelling of these flags
+        if config_field.name == "extra_beam_args":
+            parser.add_argument(
+                "--beam-arg", dest=config_field.name, action="append", default=[], help=help_text
+            )
+            continue
+        default = config_field.default
+        parser.add_argument(
+            flag,
+            dest=config_field.name,
+            type=type(default),
+            default=default,
+            help=f"{help_text} (default: {default})",
+            **extra,
+        )
+
+
+def config_from_arguments(args: argparse.Namespace) -> PipelineConfig:
+    """A PipelineConfig from parsed flags, with paths made absolute and checked."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)}
+    values["extra_beam_args"] = tuple(values["extra_beam_args"])
+    values["data_dir"] = Path(values["data_dir"]).resolve()
+    values["output_dir"] = Path(values["output_dir"]).resolve()
+    return PipelineConfig(**values)

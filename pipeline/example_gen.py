@@ -1,0 +1,86 @@
+"""ExampleGen for the canonical CSV: every column a string feature, the label an integer.
+
+TFX's CsvExampleGen infers column types from the data, so a ZIP code column that
+happens to be all digits becomes an integer and serving requests would then need a
+different type than the one documented. Reading the prepared file ourselves keeps
+the types fixed, and Python's csv module keeps multi-line narratives whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Iterator
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.dsl.io import fileio
+from tfx.types import standard_component_specs
+
+from models import features
+
+csv.field_size_limit(sys.maxsize)
+
+
+def _bytes_feature(value: str) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+
+
+def row_to_example(row: dict[str, str]) -> tf.train.Example:
+    """A tf.Example with every raw column as bytes and the label as int64."""
+    feature = {key: _bytes_feature(row[key]) for key in features.RAW_FEATURE_KEYS}
+    feature[features.LABEL_KEY] = tf.train.Feature(
+        int64_list=tf.train.Int64List(value=[int(row[features.LABEL_KEY])])
+    )
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def read_canonical_csv(path: str) -> Iterator[dict[str, str]]:
+    """Rows of one prepared CSV, after checking its header."""
+    with fileio.open(path, "r") as handle:
+        reader = csv.DictReader(_text_lines(handle))
+        missing = set(features.CANONICAL_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(
+                f"{path} is not a prepared CFPB file: missing column(s) {sorted(missing)}. "
+                "Prepare raw exports first: python -m data.prepare EXPORT -o FILE"
+            )
+        for line_number, row in enumerate(reader, start=2):
+            if row[features.LABEL_KEY] not in ("0", "1"):
+                raise ValueError(
+                    f"{path}, record {line_number}: {features.LABEL_KEY} must be 0 or 1, "
+                    f"got {row[features.LABEL_KEY]!r}"
+                )
+            yield row
+
+
+def _text_lines(handle) -> Iterator[str]:
+    for line in handle:
+        yield line.decode("utf-8") if isinstance(line, bytes) else line
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _CanonicalCsvToExample(  # noqa: N802 (Beam's PTransform naming)
+    pipeline: beam.Pipeline, exec_properties: dict, split_pattern: str
+) -> beam.PCollection:
+    pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+    paths = sorted(fileio.glob(pattern))
+    if not paths:
+        raise ValueError(f"no input file matches {pattern}")
+    return (
+        pipeline
+        | "ListFiles" >> beam.Create(paths)
+        | "ReadRows" >> beam.FlatMap(read_canonical_csv)
+        | "ToExample" >> beam.Map(row_to_example)
+    )
+
+
+class Executor(BaseExampleGenExecutor):
+    """FileBasedExampleGen executor for the prepared CFPB CSV."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX API)
+        return _CanonicalCsvToExample

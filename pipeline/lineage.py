@@ -1,0 +1,136 @@
+"""Queries over the MLMD store: runs, their executions, and where an artifact came from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+PIPELINE_CONTEXT = "pipeline"
+RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One component's execution in a run, as MLMD recorded it."""
+
+    node_id: str
+    state: str
+    seconds: float
+    execution: metadata_store_pb2.Execution
+
+    @property
+    def cached(self) -> bool:
+        return self.state == "CACHED"
+
+
+def connect(connection_config: metadata_store_pb2.ConnectionConfig) -> mlmd.MetadataStore:
+    return mlmd.MetadataStore(connection_config)
+
+
+def _context(store: mlmd.MetadataStore, type_name: str, name: str):
+    return store.get_context_by_type_and_name(type_name, name)
+
+
+def node_id(store: mlmd.MetadataStore, execution_id: int) -> str:
+    """The pipeline node (component id) that ran an execution."""
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == NODE_CONTEXT:
+            return context.name.split(".", 1)[-1]
+    return "?"
+
+
+def run_ids(store: mlmd.MetadataStore, pipeline_name: str) -> list[str]:
+    """The pipeline's run ids, oldest first."""
+    pipeline = _context(store, PIPELINE_CONTEXT, pipeline_name)
+    if pipeline is None:
+        return []
+    runs: dict[str, int] = {}
+    for execution in store.get_executions_by_context(pipeline.id):
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.type == RUN_CONTEXT:
+                runs[context.name] = context.create_time_since_epoch
+    return sorted(runs, key=runs.get)
+
+
+def run_executions(store: mlmd.MetadataStore, run_id: str) -> list[ExecutionRecord]:
+    """The executions of one run, in the order they started."""
+    run = _context(store, RUN_CONTEXT, run_id)
+    if run is None:
+        raise KeyError(f"no pipeline run {run_id!r} in this MLMD store")
+    executions = sorted(
+        store.get_executions_by_context(run.id), key=lambda e: e.create_time_since_epoch
+    )
+    return [
+        ExecutionRecord(
+            node_id=node_id(store, execution.id),
+            state=metadata_store_pb2.Execution.State.Name(execution.last_known_state),
+            seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch)
+            / 1000,
+            execution=execution,
+        )
+        for execution in executions
+    ]
+
+
+def run_outputs(
+    store: mlmd.MetadataStore, execution_id: int
+) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """An execution's output artifacts by output key."""
+    return _artifacts_by_key(store, execution_id, OUTPUT_EVENTS)
+
+
+def run_inputs(
+    store: mlmd.MetadataStore, execution_id: int
+) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """An execution's input artifacts by input key."""
+    return _artifacts_by_key(store, execution_id, INPUT_EVENTS)
+
+
+def _artifacts_by_key(store, execution_id, event_types) -> dict[str, list]:
+    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in event_types]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    result: dict[str, list] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        result.setdefault(key, []).append(artifacts[event.artifact_id])
+    return result
+
+
+def latest_pushed_model(store: mlmd.MetadataStore) -> metadata_store_pb2.Artifact | None:
+    """The newest PushedModel artifact that was really pushed."""
+    pushed = [
+        artifact
+        for artifact in store.get_artifacts_by_type("PushedModel")
+        if artifact.custom_properties["pushed"].int_value == 1
+    ]
+    return max(pushed, key=lambda a: a.create_time_since_epoch, default=None)
+
+
+@dataclass(frozen=True)
+class LineageStep:
+    """An execution on the path to an artifact, with what it read."""
+
+    node_id: str
+    execution: metadata_store_pb2.Execution
+    inputs: dict[str, list[metadata_store_pb2.Artifact]]
+
+
+def upstream(store: mlmd.MetadataStore, artifact_id: int) -> Iterator[LineageStep]:
+    """Every execution an artifact depends on, nearest first (breadth-first)."""
+    seen: set[int] = set()
+    frontier = [artifact_id]
+    while frontier:
+        events = store.get_events_by_artifact_ids(frontier)
+        producers = sorted({e.execution_id for e in events if e.type in OUTPUT_EVENTS} - seen)
+        frontier = []
+        for execution in store.get_executions_by_id(producers):
+            seen.add(execution.id)
+            inputs = run_inputs(store, execution.id)
+            yield LineageStep(node_id(store, execution.id), execution, inputs)
+            frontier += [a.id for artifacts in inputs.values() for a in artifacts]

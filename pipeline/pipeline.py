@@ -1,0 +1,163 @@
+"""The one pipeline definition every runner and the notebook use."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+
+from models import features
+from pipeline import example_gen
+from pipeline.config import PROJECT_ROOT, PipelineConfig
+
+# User code is referenced by import path: the project is installed wherever executors
+# run (see README, "Why functions by module path").
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+TUNER_FN = "models.tuner.tuner_fn"
+RUN_FN = "models.trainer.run_fn"
+CODE_DIRS = ("models",)
+SLICE_KEYS = ("product", "issue")
+METRICS = ("AUC", "BinaryAccuracy", "Precision", "Recall", "ExampleCount")
+# Metrics beyond this many significant digits are noise and would make change
+# thresholds flaky.
+AUC_EPSILON = 1e-10
+
+
+def code_fingerprint(root: Path = PROJECT_ROOT) -> str:
+    """A hash of models/*.py: cached Transform, Tuner and Trainer results follow code changes."""
+    digest = hashlib.sha256()
+    for directory in CODE_DIRS:
+        for path in sorted((root / directory).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Metrics overall and by product and issue; blessing thresholds on the overall slice only."""
+    overall = [tfma.SlicingSpec()]
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.max_auc_drop - AUC_EPSILON},
+        ),
+    )
+    metrics = [tfma.MetricConfig(class_name=name) for name in METRICS if name != "AUC"]
+    metrics.append(
+        tfma.MetricConfig(
+            class_name="AUC",
+            per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=auc_threshold)
+            ],
+        )
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.LABEL_KEY,
+                prediction_key=features.PREDICTION_KEY,
+            )
+        ],
+        slicing_specs=overall + [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_KEYS],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """ExampleGen, statistics, schema, validation, Transform, Tuner, Trainer, Evaluator, Pusher."""
+    fingerprint = {"code_fingerprint": code_fingerprint(), "seed": config.seed}
+
+    example_gen_component = FileBasedExampleGen(
+        input_base=str(config.data_dir),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.csv")]),
+        output_config=tfx.proto.Output(
+            split_config=tfx.proto.SplitConfig(
+                splits=[
+                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=3),
+                    tfx.proto.SplitConfig.Split(
+                        name="eval", hash_buckets=config.eval_split_buckets
+                    ),
+                ]
+            )
+        ),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
+    ).with_id("ExampleGen")
+    examples = example_gen_component.outputs["examples"]
+
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    schema = schema_gen.outputs["schema"]
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema
+    )
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=fingerprint,
+    )
+    transformed = transform.outputs["transformed_examples"]
+    transform_graph = transform.outputs["transform_graph"]
+
+    tuner = tfx.components.Tuner(
+        examples=transformed,
+        transform_graph=transform_graph,
+        tuner_fn=TUNER_FN,
+        train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config={**fingerprint, "max_trials": config.tuner_trials},
+    )
+    trainer = tfx.components.Trainer(
+        examples=transformed,
+        transform_graph=transform_graph,
+        hyperparameters=tuner.outputs["best_hyperparameters"],
+        run_fn=RUN_FN,
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config=fingerprint,
+    )
+    baseline_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline_model.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=str(config.serving_model_dir)
+            )
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=str(config.pipeline_root),
+        components=[
+            example_gen_component,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            transform,
+            tuner,
+            trainer,
+            baseline_model,
+            evaluator,
+            pusher,
+        ],
+        enable_cache=True,
+        metadata_connection_config=config.metadata_connection_config(),
+        beam_pipeline_args=config.beam_pipeline_args,
+    )

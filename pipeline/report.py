@@ -1,0 +1,85 @@
+"""What a run did, for people: the per-component table, the eval metrics, the push."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_metadata as mlmd
+import tensorflow_model_analysis as tfma
+
+from pipeline import lineage
+
+REPORTED_METRICS = ("auc", "binary_accuracy", "precision", "recall", "example_count")
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    executions: list[lineage.ExecutionRecord]
+    overall_metrics: dict[str, float]
+    blessed: bool | None
+    pushed_to: str | None
+
+    def format(self) -> str:
+        lines = [f"Run {self.run_id}", ""]
+        lines.append(
+            format_table(
+                ["component", "state", "cached/executed", "seconds"],
+                [
+                    [e.node_id, e.state, "cached" if e.cached else "executed", f"{e.seconds:.1f}"]
+                    for e in self.executions
+                ],
+            )
+        )
+        lines.append("")
+        if self.overall_metrics:
+            lines.append("Eval metrics (overall slice):")
+            lines += [f"  {name}: {value:.4f}" for name, value in self.overall_metrics.items()]
+        blessing = {True: "yes", False: "no", None: "not evaluated"}[self.blessed]
+        lines.append(f"Blessed: {blessing}")
+        lines.append(f"Pushed to: {self.pushed_to or 'nothing pushed'}")
+        return "\n".join(lines)
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table with columns padded to their widest cell."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells):
+        return "  ".join(
+            str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """The reported metrics of the overall slice of an Evaluator output."""
+    result = tfma.load_eval_result(evaluation_uri)
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key == ():
+            values = next(iter(next(iter(metrics.values())).values()))
+            return {
+                name: float(values[name]["doubleValue"])
+                for name in REPORTED_METRICS
+                if name in values and "doubleValue" in values[name]
+            }
+    return {}
+
+
+def run_report(store: mlmd.MetadataStore, run_id: str) -> RunReport:
+    """Collect the table, metrics, blessing and push destination of one run."""
+    executions = lineage.run_executions(store, run_id)
+    report = RunReport(run_id, executions, {}, None, None)
+    for record in executions:
+        outputs = lineage.run_outputs(store, record.execution.id)
+        if "evaluation" in outputs:
+            report.overall_metrics = overall_metrics(outputs["evaluation"][0].uri)
+        if "blessing" in outputs:
+            blessing = outputs["blessing"][0]
+            report.blessed = blessing.custom_properties["blessed"].int_value == 1
+        if "pushed_model" in outputs:
+            pushed = outputs["pushed_model"][0]
+            if pushed.custom_properties["pushed"].int_value == 1:
+                report.pushed_to = pushed.custom_properties["pushed_destination"].string_value
+    return report

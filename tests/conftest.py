@@ -1,0 +1,70 @@
+"""Shared fixtures: real CFPB rows prepared, and a real tf.Transform run over them."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from data import prepare  # noqa: E402
+from models import features  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE_EXPORTS = sorted(FIXTURES.glob("*.csv"))
+
+
+@pytest.fixture(scope="session")
+def prepared_csv(tmp_path_factory) -> Path:
+    """The fixture exports (heads of the three real extracts) prepared: 132 labelled rows."""
+    output = tmp_path_factory.mktemp("prepared") / "complaints.csv"
+    prepare.prepare_cfpb_exports(FIXTURE_EXPORTS, output)
+    return output
+
+
+@pytest.fixture(scope="session")
+def raw_rows(prepared_csv) -> list[dict]:
+    with open(prepared_csv, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def raw_feature_spec() -> dict:
+    """The spec SchemaGen infers for the pipeline's examples: every feature of shape [1]."""
+    import tensorflow as tf
+
+    spec = {key: tf.io.FixedLenFeature([1], tf.string) for key in features.RAW_FEATURE_KEYS}
+    spec[features.LABEL_KEY] = tf.io.FixedLenFeature([1], tf.int64)
+    return spec
+
+
+def as_instance(row: dict) -> dict:
+    instance = {key: [row[key].encode()] for key in features.RAW_FEATURE_KEYS}
+    instance[features.LABEL_KEY] = [int(row[features.LABEL_KEY])]
+    return instance
+
+
+@pytest.fixture(scope="session")
+def transformed(raw_rows, tmp_path_factory):
+    """(TFTransformOutput, transformed instances) from a real tf.Transform Beam run."""
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    from models.preprocessing import preprocessing_fn
+
+    output_dir = tmp_path_factory.mktemp("transform")
+    metadata = dataset_metadata.DatasetMetadata(
+        schema_utils.schema_from_feature_spec(raw_feature_spec())
+    )
+    with tft_beam.Context(temp_dir=str(output_dir / "tmp")):
+        (instances, _), transform_fn = (
+            [as_instance(row) for row in raw_rows],
+            metadata,
+        ) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(str(output_dir / "transform_fn"))
+    metadata_io.write_metadata(metadata, str(output_dir / "transform_fn" / "metadata"))
+    return tft.TFTransformOutput(str(output_dir / "transform_fn")), instances

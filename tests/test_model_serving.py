@@ -1,0 +1,93 @@
+"""The Keras model and the exported serving signature on raw serialized tf.Examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import features, model, trainer
+from pipeline.example_gen import row_to_example
+
+
+def _dataset(instances: list[dict]) -> tf.data.Dataset:
+    columns = {key: np.stack([i[key] for i in instances]) for key in instances[0]}
+    labels = columns.pop(features.LABEL_KEY)
+    return tf.data.Dataset.from_tensor_slices((columns, labels)).batch(16).repeat()
+
+
+@pytest.fixture(scope="module")
+def trained(transformed):
+    tf_transform_output, instances = transformed
+    tf.keras.utils.set_random_seed(0)
+    keras_model = model.build_model(
+        model.hyperparameter_space(), model.vocabulary_sizes(tf_transform_output)
+    )
+    keras_model.fit(_dataset(instances), steps_per_epoch=5, epochs=1, verbose=0)
+    return keras_model, tf_transform_output, instances
+
+
+@pytest.fixture(scope="module")
+def serving(trained, tmp_path_factory):
+    keras_model, tf_transform_output, _ = trained
+    export_dir = str(tmp_path_factory.mktemp("model"))
+    signature = trainer.make_serving_signature(keras_model, tf_transform_output)
+    keras_model.save(export_dir, save_format="tf", signatures={"serving_default": signature})
+    return tf.saved_model.load(export_dir).signatures["serving_default"]
+
+
+def test_model_predicts_a_probability_per_example(trained):
+    keras_model, _, instances = trained
+    batch = {key: np.stack([i[key] for i in instances[:8]]) for key in keras_model.input}
+    probabilities = keras_model.predict(batch, verbose=0)
+    assert probabilities.shape == (8, 1)
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+def test_every_hyperparameter_has_a_default():
+    hp = model.hyperparameter_space()
+    assert set(hp.values) == {
+        "learning_rate",
+        "hidden_units",
+        "text_embedding_dim",
+        "category_embedding_dim",
+        "dropout",
+    }
+    assert trainer.load_hyperparameters(None).values == hp.values
+    assert trainer.load_hyperparameters(hp.get_config()).values == hp.values
+
+
+def test_signature_takes_serialized_examples_and_returns_probabilities(serving):
+    (input_spec,) = serving.structured_input_signature[1].values()
+    assert input_spec.dtype == tf.string and input_spec.shape.as_list() == [None]
+    assert list(serving.structured_outputs) == [features.PREDICTION_KEY]
+
+
+def test_serving_matches_training_transform(serving, trained, raw_rows):
+    keras_model, _, instances = trained
+    rows = raw_rows[:10]
+    examples = [row_to_example(row) for row in rows]
+    # The label is not part of a request.
+    for example in examples:
+        del example.features.feature[features.LABEL_KEY]
+    served = serving(tf.constant([e.SerializeToString() for e in examples]))
+    probabilities = served[features.PREDICTION_KEY].numpy()
+    assert probabilities.shape == (10,)
+    batch = {key: np.stack([i[key] for i in instances[:10]]) for key in keras_model.input}
+    expected = keras_model.predict(batch, verbose=0)[:, 0]
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
+
+
+def test_missing_features_are_tolerated(serving, raw_rows):
+    only_product = tf.train.Example()
+    only_product.features.feature["product"].bytes_list.value.append(b"Mortgage")
+    unknown_values = row_to_example(
+        {**raw_rows[0], "company": "A company never seen", "zip_code": "1"}
+    )
+    del unknown_values.features.feature[features.LABEL_KEY]
+    batch = [tf.train.Example(), only_product, unknown_values]
+    probabilities = serving(tf.constant([e.SerializeToString() for e in batch]))[
+        features.PREDICTION_KEY
+    ].numpy()
+    assert probabilities.shape == (3,)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
