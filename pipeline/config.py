@@ -59,6 +59,10 @@ class PipelineConfig:
     mysql_database: str = _option("mlmd", "MySQL database for MLMD")
     mysql_user: str = _option("root", "MySQL user for MLMD")
 
+    def __post_init__(self) -> None:
+        for name in ("data_dir", "output_dir"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
     @property
     def pipeline_root(self) -> Path:
         return self.output_dir / "pipeline_root"

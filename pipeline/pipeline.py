@@ -12,6 +12,7 @@ from tfx.dsl.components.base import executor_spec
 
 from models import features
 from pipeline import example_gen
+from pipeline.baseline import PreviousBlessedModelStrategy
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
 # User code is referenced by import path: the project is installed wherever executors
@@ -123,7 +124,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         custom_config=fingerprint,
     )
     baseline_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=PreviousBlessedModelStrategy,
+        candidate=trainer.outputs["model"],
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModelResolver")

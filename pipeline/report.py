@@ -53,18 +53,27 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+OVERALL = "Overall"
+
+
+def slice_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """The reported metrics of every slice of an Evaluator output, e.g. 'product: Mortgage'."""
+    result = tfma.load_eval_result(evaluation_uri)
+    by_slice = {}
+    for slice_key, metrics in result.slicing_metrics:
+        name = ", ".join(f"{feature}: {value}" for feature, value in slice_key) or OVERALL
+        values = next(iter(next(iter(metrics.values())).values()))
+        by_slice[name] = {
+            metric: float(values[metric]["doubleValue"])
+            for metric in REPORTED_METRICS
+            if metric in values and "doubleValue" in values[metric]
+        }
+    return by_slice
+
+
 def overall_metrics(evaluation_uri: str) -> dict[str, float]:
     """The reported metrics of the overall slice of an Evaluator output."""
-    result = tfma.load_eval_result(evaluation_uri)
-    for slice_key, metrics in result.slicing_metrics:
-        if slice_key == ():
-            values = next(iter(next(iter(metrics.values())).values()))
-            return {
-                name: float(values[name]["doubleValue"])
-                for name in REPORTED_METRICS
-                if name in values and "doubleValue" in values[name]
-            }
-    return {}
+    return slice_metrics(evaluation_uri).get(OVERALL, {})
 
 
 def run_report(store: mlmd.MetadataStore, run_id: str) -> RunReport:

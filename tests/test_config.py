@@ -1,0 +1,122 @@
+"""Configuration: the evaluation thresholds, the command line, and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import tensorflow_model_analysis as tfma
+
+from pipeline import config as pipeline_config
+from pipeline.pipeline import SLICE_KEYS, code_fingerprint, eval_config
+
+RUNNER = Path(__file__).resolve().parent.parent / "runners" / "beam_runner.py"
+
+
+def test_blessing_thresholds_apply_to_the_overall_slice_only():
+    config = pipeline_config.PipelineConfig(min_auc=0.58, max_auc_drop=0.01)
+    evaluation = eval_config(config)
+    assert [spec.feature_keys for spec in evaluation.slicing_specs] == [[]] + [
+        [key] for key in SLICE_KEYS
+    ]
+    (metrics_spec,) = evaluation.metrics_specs
+    thresholds = [
+        m for m in metrics_spec.metrics if m.HasField("threshold") or m.per_slice_thresholds
+    ]
+    assert [m.class_name for m in thresholds] == ["AUC"]
+    (per_slice,) = thresholds[0].per_slice_thresholds
+    assert list(per_slice.slicing_specs) == [tfma.SlicingSpec()]  # the overall slice
+    assert per_slice.threshold.value_threshold.lower_bound.value == 0.58
+    change = per_slice.threshold.change_threshold
+    assert change.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    assert -0.0101 < change.absolute.value < -0.01
+    assert {m.class_name for m in metrics_spec.metrics} == {
+        "AUC",
+        "BinaryAccuracy",
+        "Precision",
+        "Recall",
+        "ExampleCount",
+    }
+
+
+def test_flags_override_config(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    pipeline_config.add_config_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--train-steps",
+            "7",
+            "--direct_running_mode",
+            "multi_processing",
+            "--direct_num_workers",
+            "2",
+            "--beam-arg=--foo=1",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
+    config = pipeline_config.config_from_arguments(args)
+    assert config.train_steps == 7
+    assert config.output_dir == tmp_path
+    assert config.beam_pipeline_args == [
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+        "--foo=1",
+    ]
+    assert config.metadata_connection_config().sqlite.filename_uri == str(
+        tmp_path / "metadata.sqlite"
+    )
+
+
+def test_mysql_connection_takes_the_password_from_the_environment(monkeypatch):
+    monkeypatch.setenv(pipeline_config.MYSQL_PASSWORD_ENV, "s3cret")
+    config = pipeline_config.PipelineConfig(mysql_host="db.internal", mysql_database="lineage")
+    connection = config.metadata_connection_config()
+    assert connection.mysql.host == "db.internal"
+    assert connection.mysql.database == "lineage"
+    assert connection.mysql.password == "s3cret"
+    assert "s3cret" not in repr(config)
+
+
+def test_code_fingerprint_follows_model_code(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.py").write_text("A = 1\n")
+    before = code_fingerprint(tmp_path)
+    (tmp_path / "models" / "model.py").write_text("A = 2\n")
+    assert code_fingerprint(tmp_path) != before
+
+
+def run_runner(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(RUNNER), *flags], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_help_documents_the_flags():
+    result = run_runner("--help")
+    assert result.returncode == 0
+    for flag in (
+        "--data-dir",
+        "--output-dir",
+        "--train-steps",
+        "--tuner-trials",
+        "--direct_num_workers",
+        "--direct_running_mode",
+        "--beam-arg",
+    ):
+        assert flag in result.stdout
+
+
+def test_bad_flags_and_paths_fail_with_a_clear_message(tmp_path):
+    missing = run_runner("--data-dir", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
+    empty = run_runner("--data-dir", str(tmp_path))
+    assert empty.returncode == 2 and "holds no .csv file" in empty.stderr
+    steps = run_runner("--train-steps", "0")
+    assert steps.returncode == 2 and "--train-steps must be at least 1" in steps.stderr
+    mode = run_runner("--direct_running_mode", "fast")
+    assert mode.returncode == 2 and "invalid choice" in mode.stderr
+    assert "Traceback" not in missing.stderr + empty.stderr + steps.stderr + mode.stderr
