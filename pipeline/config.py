@@ -61,19 +61,22 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "output_dir"):
-            object.__setattr__(self, name, Path(getattr(self, name)))
+            location = str(getattr(self, name))
+            object.__setattr__(
+                self, name, location if is_uri(location) else os.path.abspath(location)
+            )
 
     @property
-    def pipeline_root(self) -> Path:
-        return self.output_dir / "pipeline_root"
+    def pipeline_root(self) -> str:
+        return join_location(self.output_dir, "pipeline_root")
 
     @property
     def metadata_path(self) -> Path:
-        return self.output_dir / "metadata.sqlite"
+        return Path(self.output_dir) / "metadata.sqlite"
 
     @property
-    def serving_model_dir(self) -> Path:
-        return self.output_dir / "serving_model"
+    def serving_model_dir(self) -> str:
+        return join_location(self.output_dir, "serving_model")
 
     @property
     def beam_pipeline_args(self) -> list[str]:
@@ -83,8 +86,14 @@ class PipelineConfig:
             *self.extra_beam_args,
         ]
 
-    def metadata_connection_config(self) -> metadata_store_pb2.ConnectionConfig:
-        """SQLite under output_dir, or MySQL when mysql_host is set."""
+    def metadata_connection_config(self) -> metadata_store_pb2.ConnectionConfig | None:
+        """MySQL when mysql_host is set, else SQLite under a local output_dir.
+
+        None for a remote output_dir without MySQL: there the orchestrator (Kubeflow,
+        Vertex AI) brings its own MLMD.
+        """
+        if not self.mysql_host and is_uri(self.output_dir):
+            return None
         connection = metadata_store_pb2.ConnectionConfig()
         if self.mysql_host:
             connection.mysql.host = self.mysql_host
@@ -99,6 +108,15 @@ class PipelineConfig:
                 metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
             )
         return connection
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def join_location(base: str, name: str) -> str:
+    """base/name for a local folder or a gs:// or s3:// URI alike."""
+    return f"{base.rstrip('/')}/{name}"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,9 +144,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_arguments(args: argparse.Namespace) -> PipelineConfig:
-    """A PipelineConfig from parsed flags, with paths made absolute and checked."""
+    """A PipelineConfig from parsed flags."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)}
     values["extra_beam_args"] = tuple(values["extra_beam_args"])
-    values["data_dir"] = Path(values["data_dir"]).resolve()
-    values["output_dir"] = Path(values["output_dir"]).resolve()
     return PipelineConfig(**values)

@@ -11,6 +11,8 @@ from ml_metadata.proto import metadata_store_pb2
 PIPELINE_CONTEXT = "pipeline"
 RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
+# InteractiveContext (the notebook) records '<pipeline>.<run>.<node id>' contexts instead.
+INTERACTIVE_NODE_CONTEXT = "component_run"
 INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
@@ -42,6 +44,8 @@ def node_id(store: mlmd.MetadataStore, execution_id: int) -> str:
     for context in store.get_contexts_by_execution(execution_id):
         if context.type == NODE_CONTEXT:
             return context.name.split(".", 1)[-1]
+        if context.type == INTERACTIVE_NODE_CONTEXT:
+            return context.name.rsplit(".", 1)[-1]
     return "?"
 
 

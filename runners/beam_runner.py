@@ -59,9 +59,10 @@ def parse_arguments(argv: list[str] | None) -> pipeline_config.PipelineConfig:
     pipeline_config.add_config_arguments(parser)
     args = parser.parse_args(argv)
     config = pipeline_config.config_from_arguments(args)
-    if not config.data_dir.is_dir():
+    data_dir = Path(config.data_dir)
+    if not data_dir.is_dir():
         parser.error(f"--data-dir {config.data_dir} is not a folder")
-    if not any(config.data_dir.glob("*.csv")):
+    if not any(data_dir.glob("*.csv")):
         parser.error(
             f"--data-dir {config.data_dir} holds no .csv file; "
             "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline import lineage, report
     from pipeline.pipeline import create_pipeline
 
-    log_path = log_to_file(config.output_dir)
+    log_path = log_to_file(Path(config.output_dir))
     tfx_pipeline = create_pipeline(config)
     progress = ProgressPrinter(total=len(tfx_pipeline.components), console=sys.stdout)
     logging.getLogger().addHandler(progress)

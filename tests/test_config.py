@@ -60,7 +60,7 @@ def test_flags_override_config(tmp_path):
     )
     config = pipeline_config.config_from_arguments(args)
     assert config.train_steps == 7
-    assert config.output_dir == tmp_path
+    assert config.output_dir == str(tmp_path)
     assert config.beam_pipeline_args == [
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",

@@ -97,7 +97,7 @@ def test_first_run_pushes_a_blessed_model(runs):
     }
     assert set(first_states.values()) == {"COMPLETE"}
 
-    versions = list(config.serving_model_dir.iterdir())
+    versions = list(Path(config.serving_model_dir).iterdir())
     assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
     assert "Blessed: yes" in first.stdout
     assert f"Pushed to: {versions[0]}" in first.stdout
@@ -122,7 +122,7 @@ def test_refused_model_is_not_pushed_and_upstream_stays_cached(runs):
     assert executed == DOWNSTREAM_OF_TRAINING
     assert "Blessed: no" in refused.stdout
     assert "Pushed to: nothing pushed" in refused.stdout
-    assert len(list(config.serving_model_dir.iterdir())) == 1
+    assert len(list(Path(config.serving_model_dir).iterdir())) == 1
 
 
 def producer(store, artifact) -> tuple[str, object]:
