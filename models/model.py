@@ -11,6 +11,12 @@ from models import features
 CATEGORY_KEYS = features.CATEGORICAL_KEYS + features.DERIVED_CATEGORICAL_KEYS
 
 
+def make_reproducible(seed: int) -> None:
+    """Same seed, same data, same code: the same model (at some cost in speed)."""
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def hyperparameter_space() -> kt.HyperParameters:
     """The search space; each default is also what Trainer uses without a Tuner result."""
     hp = kt.HyperParameters()

@@ -16,6 +16,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     sizes = model.vocabulary_sizes(tf_transform_output)
     custom_config = fn_args.custom_config or {}
+    model.make_reproducible(int(custom_config.get("seed", 0)))
     tuner = kt.RandomSearch(
         lambda hp: model.build_model(hp, sizes),
         hyperparameters=model.hyperparameter_space(),
