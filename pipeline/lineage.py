@@ -49,6 +49,18 @@ def node_id(store: mlmd.MetadataStore, execution_id: int) -> str:
     return "?"
 
 
+def execution_property(execution: metadata_store_pb2.Execution, name: str) -> str | None:
+    """A string execution property, wherever the launcher kept it.
+
+    Pipeline runners record component properties as custom properties; the notebook's
+    InteractiveContext records them as properties.
+    """
+    for properties in (execution.custom_properties, execution.properties):
+        if name in properties:
+            return properties[name].string_value
+    return None
+
+
 def run_ids(store: mlmd.MetadataStore, pipeline_name: str) -> list[str]:
     """The pipeline's run ids, oldest first."""
     pipeline = _context(store, PIPELINE_CONTEXT, pipeline_name)

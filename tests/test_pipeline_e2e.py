@@ -156,7 +156,7 @@ def test_lineage_from_pushed_model_to_input_data(runs):
 
     node, example_gen = producer(store, lineage.run_inputs(store, transform.id)["examples"][0])
     assert node == "ExampleGen"
-    assert example_gen.custom_properties["input_base"].string_value == str(config.data_dir)
+    assert lineage.execution_property(example_gen, "input_base") == str(config.data_dir)
 
     upstream_nodes = {step.node_id for step in lineage.upstream(store, pushed.id)}
     assert {"Pusher", "Evaluator", "Trainer", "Tuner", "Transform", "SchemaGen", "ExampleGen"} <= (
