@@ -10,16 +10,14 @@ interrupted download leaves nothing behind that looks finished.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from data.prepare import ExportError, prepare_cfpb_exports
+from data.atomic import atomic_write
+from data.prepare import prepare_and_report
 
 CFPB_EXPORT_URL = "https://files.consumerfinance.gov/ccdb/complaints.csv.zip"
 DATA_DIR = Path(__file__).resolve().parent
@@ -28,30 +26,21 @@ CHUNK_BYTES = 1 << 20
 
 def download(url: str, destination: Path, timeout: float = 60.0) -> int:
     """Stream `url` to `destination` atomically, showing progress; returns the byte count."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
-    )
     received, last_report = 0, 0.0
-    try:
-        with (
-            os.fdopen(handle, "wb") as out,
-            urllib.request.urlopen(url, timeout=timeout) as response,
-        ):
-            total = int(response.headers.get("Content-Length") or 0)
-            while chunk := response.read(CHUNK_BYTES):
-                out.write(chunk)
-                received += len(chunk)
-                if time.monotonic() - last_report > 2 or received == total:
-                    last_report = time.monotonic()
-                    share = f" ({received / total:.0%})" if total else ""
-                    print(f"  {received / 1e6:,.1f} MB{share}", file=sys.stderr, flush=True)
+    with (
+        atomic_write(destination, "wb") as out,
+        urllib.request.urlopen(url, timeout=timeout) as response,
+    ):
+        total = int(response.headers.get("Content-Length") or 0)
+        while chunk := response.read(CHUNK_BYTES):
+            out.write(chunk)
+            received += len(chunk)
+            if time.monotonic() - last_report > 2 or received == total:
+                last_report = time.monotonic()
+                share = f" ({received / total:.0%})" if total else ""
+                print(f"  {received / 1e6:,.1f} MB{share}", file=sys.stderr, flush=True)
         if total and received != total:
             raise OSError(f"download cut short: {received} of {total} bytes")
-        shutil.move(partial, destination)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     return received
 
 
@@ -87,15 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: could not download {args.url}: {error}", file=sys.stderr)
         return 1
     print(f"Downloaded {size / 1e6:,.1f} MB. Preparing...", file=sys.stderr)
-    prepared = args.prepared_dir / "complaints.csv"
-    try:
-        report = prepare_cfpb_exports([args.output], prepared)
-    except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"wrote {prepared}; run the pipeline on it with --data-dir {args.prepared_dir}")
-    return 0
+    code = prepare_and_report([args.output], args.prepared_dir / "complaints.csv")
+    if code == 0:
+        print(f"Run the pipeline on it with --data-dir {args.prepared_dir}")
+    return code
 
 
 if __name__ == "__main__":

@@ -16,16 +16,15 @@ import contextlib
 import csv
 import datetime
 import io
-import os
 import re
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from data.atomic import atomic_write
 from models import features
 
 # CFPB header name -> canonical column. Columns not listed here are ignored.
@@ -248,26 +247,26 @@ def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareRepor
     """Write the canonical CSV of all labelled rows of `sources` to `destination`, atomically."""
     report = PrepareReport()
     seen = _SeenIds()
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=features.CANONICAL_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            for source in sources:
-                writer.writerows(_canonical_rows(source, report, seen))
+    with atomic_write(destination, encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=features.CANONICAL_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for source in sources:
+            writer.writerows(_canonical_rows(source, report, seen))
         if report.rows_kept == 0:
             raise ExportError(f"no labelled rows in {', '.join(map(str, sources))}")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(partial, 0o666 & ~umask)
-        os.replace(partial, destination)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     return report
+
+
+def prepare_and_report(sources: list[Path], destination: Path) -> int:
+    """Prepare and print what was done: exit code 0, or 2 with the reason for a bad export."""
+    try:
+        report = prepare_cfpb_exports(sources, destination)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"wrote {destination}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,14 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "-o", "--output", type=Path, required=True, help="canonical CSV to write (replaced whole)"
     )
     args = parser.parse_args(argv)
-    try:
-        report = prepare_cfpb_exports(args.exports, args.output)
-    except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"wrote {args.output}")
-    return 0
+    return prepare_and_report(args.exports, args.output)
 
 
 if __name__ == "__main__":
