@@ -32,6 +32,18 @@ def raw_rows(prepared_csv) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def write_quarter_sample(data_dir: Path) -> Path:
+    """Every 4th row of the bundled sample (about 1,650 rows) as data_dir/complaints.csv."""
+    from pipeline.config import BUNDLED_DATA_DIR
+
+    with open(BUNDLED_DATA_DIR / "complaints.csv", newline="", encoding="utf-8") as handle:
+        records = list(csv.reader(handle))  # records, not lines: narratives span lines
+    output = data_dir / "complaints.csv"
+    with open(output, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([records[0], *records[1::4]])
+    return output
+
+
 def raw_feature_spec() -> dict:
     """The spec SchemaGen infers for the pipeline's examples: every feature of shape [1]."""
     import tensorflow as tf

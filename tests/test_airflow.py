@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -10,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_quarter_sample
 
 from pipeline import lineage
-from pipeline.config import BUNDLED_DATA_DIR, PipelineConfig
+from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +41,7 @@ def airflow_env(tmp_path_factory):
     (home / "dags").mkdir()
     (home / "dags" / "cfpb.py").symlink_to(DAG_FILE)
     data_dir = tmp_path_factory.mktemp("airflow_data")
-    with open(BUNDLED_DATA_DIR / "complaints.csv", newline="", encoding="utf-8") as handle:
-        records = list(csv.reader(handle))
-    with open(data_dir / "complaints.csv", "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, lineterminator="\n").writerows([records[0], *records[1::4]])
+    write_quarter_sample(data_dir)
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),

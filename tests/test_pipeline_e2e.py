@@ -9,15 +9,15 @@ Three runs share one output directory:
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_quarter_sample
 
 from pipeline import lineage
-from pipeline.config import BUNDLED_DATA_DIR, PipelineConfig
+from pipeline.config import PipelineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL_RUN = [
@@ -59,10 +59,7 @@ def run_pipeline(data_dir: Path, output_dir: Path, *flags: str) -> subprocess.Co
 def runs(tmp_path_factory):
     """Every 4th row of the bundled sample (about 1,650 rows), and the three runs."""
     data_dir = tmp_path_factory.mktemp("data")
-    with open(BUNDLED_DATA_DIR / "complaints.csv", newline="", encoding="utf-8") as handle:
-        records = list(csv.reader(handle))  # records, not lines: narratives span lines
-    with open(data_dir / "complaints.csv", "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, lineterminator="\n").writerows([records[0], *records[1::4]])
+    write_quarter_sample(data_dir)
 
     output_dir = tmp_path_factory.mktemp("outputs")
     config = PipelineConfig(data_dir=data_dir, output_dir=output_dir)
