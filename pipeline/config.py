@@ -26,11 +26,11 @@ class PipelineConfig:
     """Paths, training budget, blessing thresholds, Beam and MLMD settings."""
 
     pipeline_name: str = _option("cfpb-dispute", "name of the pipeline in MLMD")
-    data_dir: Path = _option(
-        BUNDLED_DATA_DIR, "folder of prepared CSV files (python -m data.prepare)"
+    data_dir: str = _option(
+        str(BUNDLED_DATA_DIR), "folder of prepared CSV files (python -m data.prepare)"
     )
-    output_dir: Path = _option(
-        DEFAULT_OUTPUT_DIR, "where artifacts, the MLMD store and pushed models go"
+    output_dir: str = _option(
+        str(DEFAULT_OUTPUT_DIR), "where artifacts, the MLMD store and pushed models go"
     )
     train_steps: int = _option(
         300, "Trainer's training steps (batches of 64; ~4 epochs of the sample)"
@@ -108,6 +108,24 @@ class PipelineConfig:
                 metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
             )
         return connection
+
+
+def config_problems(config: PipelineConfig) -> list[str]:
+    """What is wrong with a config, in words a user can act on (empty when it is usable)."""
+    problems = []
+    if not is_uri(config.data_dir):  # remote data is checked where it is read
+        data_dir = Path(config.data_dir)
+        if not data_dir.is_dir():
+            problems.append(f"--data-dir {config.data_dir} is not a folder")
+        elif not any(data_dir.glob("*.csv")):
+            problems.append(
+                f"--data-dir {config.data_dir} holds no .csv file; prepare a CFPB export "
+                "with: python -m data.prepare EXPORT -o DIR/complaints.csv"
+            )
+    for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):
+        if getattr(config, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    return problems
 
 
 def is_uri(location: str) -> bool:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration.data_types import RuntimeParameter
 
 from models import features
 from pipeline import example_gen
-from pipeline.baseline import PreviousBlessedModelStrategy
+from pipeline.baseline import CANDIDATE_KEY, PreviousBlessedModelStrategy
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
 # User code is referenced by import path: the project is installed wherever executors
@@ -21,6 +27,10 @@ PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 TUNER_FN = "models.tuner.tuner_fn"
 RUN_FN = "models.trainer.run_fn"
 CODE_DIRS = ("models",)
+BASELINE_RESOLVER_ID = "LatestBlessedModelResolver"
+# Runtime parameters of the Kubeflow flavour: set per run when submitting the spec.
+DATA_DIR_PARAMETER = "data-dir"
+TRAIN_ARGS_PARAMETER = "train-args"
 SLICE_KEYS = ("product", "issue")
 METRICS = ("AUC", "BinaryAccuracy", "Precision", "Recall", "ExampleCount")
 # Metrics beyond this many significant digits are noise and would make change
@@ -70,12 +80,37 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    """ExampleGen, statistics, schema, validation, Transform, Tuner, Trainer, Evaluator, Pusher."""
+def runtime_parameter_values(config: PipelineConfig) -> dict[str, str]:
+    """The Kubeflow flavour's runtime parameters, valued from config (JSON for train-args)."""
+    train_args = tfx.proto.TrainArgs(num_steps=config.train_steps)
+    return {
+        DATA_DIR_PARAMETER: str(config.data_dir),
+        TRAIN_ARGS_PARAMETER: json.dumps(json_format.MessageToDict(train_args)),
+    }
+
+
+def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.Pipeline:
+    """ExampleGen, statistics, schema, validation, Transform, Tuner, Trainer, Evaluator, Pusher.
+
+    kubeflow=True adapts the same graph to TFX's KFP v2 compiler: the data folder and the
+    training arguments become runtime parameters set when a run is submitted, and the
+    baseline resolver uses TFX's plain LatestBlessedModelStrategy, the only blessed-model
+    strategy that compiler accepts (see README, "Kubeflow Pipelines and Vertex AI").
+    """
     fingerprint = {"code_fingerprint": code_fingerprint(), "seed": config.seed}
+    data_dir: str | RuntimeParameter = str(config.data_dir)
+    train_args: tfx.proto.TrainArgs | RuntimeParameter = tfx.proto.TrainArgs(
+        num_steps=config.train_steps
+    )
+    if kubeflow:
+        defaults = runtime_parameter_values(config)
+        data_dir, train_args = (
+            RuntimeParameter(name=name, ptype=str, default=defaults[name])
+            for name in (DATA_DIR_PARAMETER, TRAIN_ARGS_PARAMETER)
+        )
 
     example_gen_component = FileBasedExampleGen(
-        input_base=str(config.data_dir),
+        input_base=data_dir,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.csv")]),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
@@ -119,16 +154,21 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         transform_graph=transform_graph,
         hyperparameters=tuner.outputs["best_hyperparameters"],
         run_fn=RUN_FN,
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        train_args=train_args,
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config=fingerprint,
     )
+    if kubeflow:
+        baseline_strategy, candidate = LatestBlessedModelStrategy, {}
+    else:
+        baseline_strategy = PreviousBlessedModelStrategy
+        candidate = {CANDIDATE_KEY: trainer.outputs["model"]}
     baseline_model = tfx.dsl.Resolver(
-        strategy_class=PreviousBlessedModelStrategy,
-        candidate=trainer.outputs["model"],
+        strategy_class=baseline_strategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("LatestBlessedModelResolver")
+        **candidate,
+    ).with_id(BASELINE_RESOLVER_ID)
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],

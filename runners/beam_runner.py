@@ -1,4 +1,4 @@
-"""Run the pipeline locally with TFX's BeamDagRunner.
+"""Run the pipeline locally with TFX's BeamDagRunner (runners/local_runner.py: LocalDagRunner).
 
     python runners/beam_runner.py [--train-steps N] [--direct_running_mode multi_processing] ...
 
@@ -27,7 +27,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notic
 import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from pipeline import config as pipeline_config  # noqa: E402
 
-NODE_EVENT = re.compile(r"node (\S+) is (running|finished)\.")
+NODE_EVENT = re.compile(r"(?:node|Component) (\S+) is (running|finished)\.")
 
 
 class ProgressPrinter(logging.Handler):
@@ -51,25 +51,17 @@ class ProgressPrinter(logging.Handler):
             print(f"        {node} finished in {seconds:.1f}s", file=self.console, flush=True)
 
 
-def parse_arguments(argv: list[str] | None) -> pipeline_config.PipelineConfig:
+def parse_arguments(argv: list[str] | None, runner: str) -> pipeline_config.PipelineConfig:
     parser = argparse.ArgumentParser(
-        description="Run the CFPB dispute pipeline (ExampleGen to Pusher) locally on Apache Beam. "
-        "Unchanged components are reused from the MLMD cache.",
+        description=f"Run the CFPB dispute pipeline (ExampleGen to Pusher) with TFX's {runner}. "
+        "Data-heavy components run on Apache Beam. Unchanged components are reused from the "
+        "MLMD cache.",
     )
     pipeline_config.add_config_arguments(parser)
     args = parser.parse_args(argv)
     config = pipeline_config.config_from_arguments(args)
-    data_dir = Path(config.data_dir)
-    if not data_dir.is_dir():
-        parser.error(f"--data-dir {config.data_dir} is not a folder")
-    if not any(data_dir.glob("*.csv")):
-        parser.error(
-            f"--data-dir {config.data_dir} holds no .csv file; "
-            "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
-        )
-    for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):
-        if getattr(config, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for problem in pipeline_config.config_problems(config):
+        parser.error(problem)
     return config
 
 
@@ -94,9 +86,16 @@ def log_to_file(output_dir: Path) -> Path:
     return log_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    config = parse_arguments(argv)
+def make_dag_runner(runner: str):
+    """TFX's BeamDagRunner (components as stages of one Beam job) or LocalDagRunner (in turn)."""
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    return {"BeamDagRunner": BeamDagRunner, "LocalDagRunner": LocalDagRunner}[runner]()
+
+
+def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
+    config = parse_arguments(argv, runner)
 
     from pipeline import lineage, report
     from pipeline.pipeline import create_pipeline
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # What components print (Keras, KerasTuner) goes to the log, not the console.
         with open(log_path, "a") as log_file, contextlib.redirect_stdout(log_file):
-            BeamDagRunner().run(tfx_pipeline)
+            make_dag_runner(runner).run(tfx_pipeline)
     except Exception as error:  # noqa: BLE001 (report any component failure plainly)
         print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
         print(f"See the full log: {log_path}", file=sys.stderr)

@@ -44,6 +44,11 @@ def write_quarter_sample(data_dir: Path) -> Path:
     return output
 
 
+def pipeline_graph(tfx_pipeline) -> dict[str, list[str]]:
+    """Node id -> sorted upstream node ids, as the pipeline definition declares them."""
+    return {c.id: sorted(n.id for n in c.upstream_nodes) for c in tfx_pipeline.components}
+
+
 def raw_feature_spec() -> dict:
     """The spec SchemaGen infers for the pipeline's examples: every feature of shape [1]."""
     import tensorflow as tf

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_quarter_sample
+from conftest import pipeline_graph, write_quarter_sample
 
 from pipeline import lineage
 from pipeline.config import PipelineConfig
@@ -78,11 +78,8 @@ def test_dag_loads_with_one_task_per_component_and_the_pipeline_edges(airflow_en
     assert result.returncode == 0, result.stderr[-3000:]
     dag_edges = json.loads(result.stdout.strip().splitlines()[-1])
 
-    components = create_pipeline(
-        PipelineConfig(output_dir=airflow_env["CFPB_OUTPUT_DIR"])
-    ).components
-    pipeline_edges = {c.id: sorted(node.id for node in c.upstream_nodes) for c in components}
-    assert dag_edges == pipeline_edges
+    config = PipelineConfig(output_dir=airflow_env["CFPB_OUTPUT_DIR"])
+    assert dag_edges == pipeline_graph(create_pipeline(config))
 
 
 def test_dag_run_pushes_a_blessed_model_with_lineage(airflow_env):

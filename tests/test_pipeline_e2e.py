@@ -5,6 +5,9 @@ Three runs share one output directory:
   rerun      nothing changed: every component comes from the cache
   refused    more training steps and an AUC floor no model can reach: Trainer and what follows
              execute, the model is not blessed, and nothing new is pushed
+
+The first two use BeamDagRunner (runners/beam_runner.py), the third LocalDagRunner
+(runners/local_runner.py), so both runners execute for real over one cache.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ DOWNSTREAM_OF_TRAINING = {"Trainer", "Evaluator", "Pusher"}
 RESOLVER = "LatestBlessedModelResolver"
 
 
-def run_pipeline(data_dir: Path, output_dir: Path, *flags: str) -> subprocess.CompletedProcess:
+def run_pipeline(
+    data_dir: Path, output_dir: Path, *flags: str, runner: str = "beam_runner.py"
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [
             sys.executable,
-            str(PROJECT_ROOT / "runners" / "beam_runner.py"),
+            str(PROJECT_ROOT / "runners" / runner),
             "--data-dir",
             str(data_dir),
             "--output-dir",
@@ -66,7 +71,7 @@ def runs(tmp_path_factory):
     first = run_pipeline(data_dir, output_dir, *SMALL_RUN)
     rerun = run_pipeline(data_dir, output_dir, *SMALL_RUN)
     refused_flags = [*SMALL_RUN, "--train-steps", "30", "--min-auc", "1.01"]
-    refused = run_pipeline(data_dir, output_dir, *refused_flags)
+    refused = run_pipeline(data_dir, output_dir, *refused_flags, runner="local_runner.py")
     store = lineage.connect(config.metadata_connection_config())
     return config, store, (first, rerun, refused)
 
