@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure_env.sh
+scripts/ensure_test_services.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

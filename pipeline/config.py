@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +128,26 @@ def config_problems(config: PipelineConfig) -> list[str]:
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     return problems
+
+
+class PasswordRedactor(logging.Filter):
+    """Masks `password: "..."` in log records: TFX logs the MLMD connection config whole."""
+
+    PASSWORD = re.compile(r'(password:\s*)"[^"]*"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "password" in message:
+            record.msg, record.args = self.PASSWORD.sub(r'\1"***"', message), None
+        return True
+
+
+def redact_passwords_in_logs(*handlers: logging.Handler) -> None:
+    """Keep the MLMD password out of TFX's log (absl) and of the given handlers."""
+    redactor = PasswordRedactor()
+    logging.getLogger("absl").addFilter(redactor)
+    for handler in handlers:
+        handler.addFilter(redactor)
 
 
 def is_uri(location: str) -> bool:

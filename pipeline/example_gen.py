@@ -17,9 +17,12 @@ import apache_beam as beam
 import tensorflow as tf
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
-from tfx.types import standard_component_specs
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from models import features
+from pipeline import provenance
 
 csv.field_size_limit(sys.maxsize)
 
@@ -79,8 +82,27 @@ def _CanonicalCsvToExample(  # noqa: N802 (Beam's PTransform naming)
     )
 
 
+def input_paths(exec_properties: dict) -> list[str]:
+    """The files the input config's split patterns match under input_base."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+    )
+    base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    return sorted(
+        {p for split in input_config.splits for p in fileio.glob(os.path.join(base, split.pattern))}
+    )
+
+
 class Executor(BaseExampleGenExecutor):
-    """FileBasedExampleGen executor for the prepared CFPB CSV."""
+    """FileBasedExampleGen executor for the prepared CFPB CSV; fingerprints what it read."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX API)
         return _CanonicalCsvToExample
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
+        super().Do(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY]
+        )
+        provenance.record_input_files(examples, input_paths(exec_properties))

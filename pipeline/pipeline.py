@@ -17,7 +17,7 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
 from tfx.orchestration.data_types import RuntimeParameter
 
 from models import features
-from pipeline import example_gen
+from pipeline import example_gen, provenance
 from pipeline.baseline import CANDIDATE_KEY, PreviousBlessedModelStrategy
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
@@ -154,6 +154,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         transform_graph=transform_graph,
         hyperparameters=tuner.outputs["best_hyperparameters"],
         run_fn=RUN_FN,
+        custom_executor_spec=executor_spec.ExecutorClassSpec(provenance.TrainerExecutor),
         train_args=train_args,
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config=fingerprint,

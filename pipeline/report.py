@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import ml_metadata as mlmd
-import tensorflow_model_analysis as tfma
 
-from pipeline import lineage
-
-REPORTED_METRICS = ("auc", "binary_accuracy", "precision", "recall", "example_count")
+from pipeline import artifacts, lineage
 
 
 @dataclass
@@ -53,29 +50,6 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-OVERALL = "Overall"
-
-
-def slice_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
-    """The reported metrics of every slice of an Evaluator output, e.g. 'product: Mortgage'."""
-    result = tfma.load_eval_result(evaluation_uri)
-    by_slice = {}
-    for slice_key, metrics in result.slicing_metrics:
-        name = ", ".join(f"{feature}: {value}" for feature, value in slice_key) or OVERALL
-        values = next(iter(next(iter(metrics.values())).values()))
-        by_slice[name] = {
-            metric: float(values[metric]["doubleValue"])
-            for metric in REPORTED_METRICS
-            if metric in values and "doubleValue" in values[metric]
-        }
-    return by_slice
-
-
-def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """The reported metrics of the overall slice of an Evaluator output."""
-    return slice_metrics(evaluation_uri).get(OVERALL, {})
-
-
 def run_report(store: mlmd.MetadataStore, run_id: str) -> RunReport:
     """Collect the table, metrics, blessing and push destination of one run."""
     executions = lineage.run_executions(store, run_id)
@@ -83,7 +57,7 @@ def run_report(store: mlmd.MetadataStore, run_id: str) -> RunReport:
     for record in executions:
         outputs = lineage.run_outputs(store, record.execution.id)
         if "evaluation" in outputs:
-            report.overall_metrics = overall_metrics(outputs["evaluation"][0].uri)
+            report.overall_metrics = artifacts.overall_metrics(outputs["evaluation"][0].uri)
         if "blessing" in outputs:
             blessing = outputs["blessing"][0]
             report.blessed = blessing.custom_properties["blessed"].int_value == 1

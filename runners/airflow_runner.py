@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a symlinked DAG file
 
 import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from pipeline.config import PROJECT_ROOT, PipelineConfig  # noqa: E402
+from pipeline.config import PROJECT_ROOT, PipelineConfig, redact_passwords_in_logs  # noqa: E402
 
 SETTING_PREFIX = "CFPB_"
 
@@ -59,6 +59,7 @@ def build_dag():
     from pipeline.pipeline import create_pipeline
 
     config = config_from_settings()
+    redact_passwords_in_logs()
     start_date = datetime.datetime.fromisoformat(setting("start_date", "2024-01-01"))
     return AirflowDagRunner(
         AirflowPipelineConfig(

@@ -76,6 +76,7 @@ def log_to_file(output_dir: Path) -> Path:
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    pipeline_config.redact_passwords_in_logs(handler)
     root.handlers = [handler]
     root.setLevel(logging.INFO)
     absl_logging.set_verbosity(absl_logging.INFO)

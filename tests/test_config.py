@@ -120,3 +120,13 @@ def test_bad_flags_and_paths_fail_with_a_clear_message(tmp_path):
     mode = run_runner("--direct_running_mode", "fast")
     assert mode.returncode == 2 and "invalid choice" in mode.stderr
     assert "Traceback" not in missing.stderr + empty.stderr + steps.stderr + mode.stderr
+
+
+def test_the_mlmd_password_is_masked_in_logs(caplog):
+    import logging
+
+    logger = logging.getLogger("absl")
+    pipeline_config.redact_passwords_in_logs()
+    with caplog.at_level(logging.INFO, logger="absl"):
+        logger.info("Using connection config:\n %s", 'mysql {\n  password: "s3cret"\n}')
+    assert "s3cret" not in caplog.text and 'password: "***"' in caplog.text

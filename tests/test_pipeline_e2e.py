@@ -12,6 +12,8 @@ The first two use BeamDagRunner (runners/beam_runner.py), the third LocalDagRunn
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -127,36 +129,26 @@ def test_refused_model_is_not_pushed_and_upstream_stays_cached(runs):
     assert len(list(Path(config.serving_model_dir).iterdir())) == 1
 
 
-def producer(store, artifact) -> tuple[str, object]:
-    """The node that first produced an artifact, and that execution."""
-    events = [
-        e
-        for e in store.get_events_by_artifact_ids([artifact.id])
-        if e.type in lineage.OUTPUT_EVENTS
-    ]
-    execution = store.get_executions_by_id([min(e.execution_id for e in events)])[0]
-    return lineage.node_id(store, execution.id), execution
-
-
 def test_lineage_from_pushed_model_to_input_data(runs):
     config, store, _ = runs
     pushed = lineage.latest_pushed_model(store)
     assert pushed is not None
-    node, pusher = producer(store, pushed)
+    node, pusher = lineage.producer(store, pushed.id)
     assert node == "Pusher"
 
     pusher_inputs = lineage.run_inputs(store, pusher.id)
-    node, trainer = producer(store, pusher_inputs["model"][0])
+    node, trainer = lineage.producer(store, pusher_inputs["model"][0].id)
     assert node == "Trainer"
-    assert producer(store, pusher_inputs["model_blessing"][0])[0] == "Evaluator"
+    assert lineage.producer(store, pusher_inputs["model_blessing"][0].id)[0] == "Evaluator"
 
     trainer_inputs = lineage.run_inputs(store, trainer.id)
-    assert producer(store, trainer_inputs["hyperparameters"][0])[0] == "Tuner"
-    assert producer(store, trainer_inputs["transform_graph"][0])[0] == "Transform"
-    node, transform = producer(store, trainer_inputs["examples"][0])
+    assert lineage.producer(store, trainer_inputs["hyperparameters"][0].id)[0] == "Tuner"
+    assert lineage.producer(store, trainer_inputs["transform_graph"][0].id)[0] == "Transform"
+    node, transform = lineage.producer(store, trainer_inputs["examples"][0].id)
     assert node == "Transform"
 
-    node, example_gen = producer(store, lineage.run_inputs(store, transform.id)["examples"][0])
+    examples = lineage.run_inputs(store, transform.id)["examples"][0]
+    node, example_gen = lineage.producer(store, examples.id)
     assert node == "ExampleGen"
     assert lineage.execution_property(example_gen, "input_base") == str(config.data_dir)
 
@@ -164,3 +156,94 @@ def test_lineage_from_pushed_model_to_input_data(runs):
     assert {"Pusher", "Evaluator", "Trainer", "Tuner", "Transform", "SchemaGen", "ExampleGen"} <= (
         upstream_nodes
     )
+
+
+def lineage_cli(config: PipelineConfig, *args: str, capsys) -> str:
+    from pipeline import lineage_cli as command
+
+    assert command.main(["--output-dir", str(config.output_dir), *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_lineage_runs_lists_cached_and_executed_components(runs, capsys):
+    config, _, _ = runs
+    listed = json.loads(lineage_cli(config, "--json", "runs", capsys=capsys))
+    assert [len(run["executed"]) for run in listed] == [10, 1, 4]  # the resolver always runs
+    assert [len(run["cached"]) for run in listed] == [0, 9, 6]
+    assert listed[0]["pushed_to"] is not None and listed[2]["pushed_to"] is None
+    table = lineage_cli(config, "runs", capsys=capsys)
+    assert "#3" in table and "Trainer, LatestBlessedModelResolver, Evaluator, Pusher" in table
+
+
+def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
+    config, _, _ = runs
+    found = json.loads(lineage_cli(config, "--json", "trace", "latest-pushed", capsys=capsys))
+    (input_file,) = found["examples"]["input_files"]
+    data_file = Path(config.data_dir) / "complaints.csv"
+    assert input_file["sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
+    assert found["examples"]["input_base"] == config.data_dir
+    assert set(found["examples"]["split_counts"]) == {"train", "eval"}
+    assert found["training"]["train_steps"] == 20
+    assert found["training"]["hyperparameters"]  # the Tuner's choice
+    assert (
+        found["evaluation"]["blessed"] is True and 0 <= found["evaluation"]["metrics"]["auc"] <= 1
+    )
+    assert found["model"]["git_revision"] and found["model"]["package_versions"]["tfx"] == "1.16.0"
+    assert found["pushed"][0]["destination"].startswith(config.serving_model_dir)
+    text = lineage_cli(config, "trace", "latest-pushed", capsys=capsys)
+    assert f"sha256 {input_file['sha256']}" in text
+
+
+def test_lineage_uses_lists_the_blessed_and_the_refused_model(runs, capsys):
+    config, _, _ = runs
+    models = json.loads(lineage_cli(config, "--json", "uses", config.data_dir, capsys=capsys))
+    assert [(m["blessed"], bool(m["pushed_to"])) for m in models] == [(True, True), (False, False)]
+
+
+def test_lineage_diff_shows_changed_steps_and_metrics(runs, capsys):
+    config, _, _ = runs
+    found = json.loads(lineage_cli(config, "--json", "diff", "#2", "#3", capsys=capsys))
+    assert found["settings"]["Trainer.train_args.num_steps"] == [20, 30]
+    assert found["same_data"] is True and found["schema_changes"] == []
+    assert all(d["value"] == 0 for d in found["drift"].values())  # same statistics artifact
+    overall_auc = found["metrics"]["Overall"]["auc"]
+    assert overall_auc[0] != overall_auc[1]  # a different model
+    text = lineage_cli(config, "diff", "#2", "#3", capsys=capsys)
+    assert "Trainer.train_args.num_steps: 20 -> 30" in text
+
+
+def test_lineage_export_writes_json_dot_and_svg(runs, tmp_path, capsys):
+    config, store, _ = runs
+    lineage_cli(config, "export", "-o", str(tmp_path / "lineage.json"), capsys=capsys)
+    graph = json.loads((tmp_path / "lineage.json").read_text())
+    assert len(graph["executions"]) == len(store.get_executions())
+    pusher_inputs = {
+        event["key"]
+        for event in graph["events"]
+        for execution in graph["executions"]
+        if event["execution_id"] == execution["id"]
+        and execution["node_id"] == "Pusher"
+        and event["direction"] == "input"
+    }
+    assert pusher_inputs == {"model", "model_blessing"}
+    lineage_cli(config, "export", "-o", str(tmp_path / "lineage.svg"), capsys=capsys)
+    assert "<svg" in (tmp_path / "lineage.svg").read_text()
+
+
+def test_lineage_command_answers_bad_questions_plainly(runs, tmp_path):
+    config, _, _ = runs
+
+    def ask(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.lineage_cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=PROJECT_ROOT,
+        )
+
+    unknown = ask("--output-dir", str(config.output_dir), "trace", "99999")
+    assert unknown.returncode == 1 and "no artifact with id 99999" in unknown.stderr
+    empty = ask("--output-dir", str(tmp_path), "runs")
+    assert empty.returncode == 1 and "no MLMD store at" in empty.stderr
+    assert "Traceback" not in unknown.stderr + empty.stderr

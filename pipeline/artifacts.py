@@ -1,0 +1,111 @@
+"""Reading what artifacts hold: eval metrics, statistics, schemas, hyperparameters."""
+
+from __future__ import annotations
+
+import json
+import os
+
+OVERALL = "Overall"
+REPORTED_METRICS = ("auc", "binary_accuracy", "precision", "recall", "example_count")
+DRIFT_SPLIT = "train"
+
+
+def slice_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """The reported metrics of every slice of an Evaluator output, e.g. 'product: Mortgage'."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(evaluation_uri)
+    by_slice = {}
+    for slice_key, metrics in result.slicing_metrics:
+        name = ", ".join(f"{feature}: {value}" for feature, value in slice_key) or OVERALL
+        values = next(iter(next(iter(metrics.values())).values()))
+        by_slice[name] = {
+            metric: float(values[metric]["doubleValue"])
+            for metric in REPORTED_METRICS
+            if metric in values and "doubleValue" in values[metric]
+        }
+    return by_slice
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """The reported metrics of the overall slice of an Evaluator output."""
+    return slice_metrics(evaluation_uri).get(OVERALL, {})
+
+
+def _split_statistics(statistics_uri: str, split: str):
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb"))
+
+
+def split_counts(statistics_uri: str) -> dict[str, int]:
+    """Examples per split, from a StatisticsGen output."""
+    splits = sorted(
+        name.removeprefix("Split-")
+        for name in os.listdir(statistics_uri)
+        if name.startswith("Split-")
+    )
+    return {
+        split: _split_statistics(statistics_uri, split).datasets[0].num_examples for split in splits
+    }
+
+
+def load_schema(schema_uri: str):
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
+
+
+def schema_changes(schema_uri_a: str, schema_uri_b: str) -> list[str]:
+    """Features added, removed, or changed (type, presence, shape, domain) from A to B."""
+    from google.protobuf import text_format
+
+    def by_name(uri):
+        return {f.name: f for f in load_schema(uri).feature}
+
+    before, after = by_name(schema_uri_a), by_name(schema_uri_b)
+    changes = [f"{name}: added" for name in sorted(after.keys() - before.keys())]
+    changes += [f"{name}: removed" for name in sorted(before.keys() - after.keys())]
+    for name in sorted(before.keys() & after.keys()):
+        if before[name] != after[name]:
+            old = text_format.MessageToString(before[name], as_one_line=True)
+            new = text_format.MessageToString(after[name], as_one_line=True)
+            changes.append(f"{name}: {old} -> {new}")
+    return changes
+
+
+def drift(statistics_uri_a: str, statistics_uri_b: str, schema_uri: str) -> dict[str, dict]:
+    """TFDV's drift measure per feature between two StatisticsGen outputs (train split).
+
+    L-infinity distance of value frequencies for string features, approximate
+    Jensen-Shannon divergence for numeric ones, as TFDV's drift comparators compute them.
+    """
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = load_schema(schema_uri)
+    for feature in schema.feature:
+        if feature.type == schema_pb2.BYTES:
+            feature.drift_comparator.infinity_norm.threshold = 1.0
+        else:
+            feature.drift_comparator.jensen_shannon_divergence.threshold = 1.0
+    anomalies = tfdv.validate_statistics(
+        _split_statistics(statistics_uri_b, DRIFT_SPLIT),
+        schema,
+        previous_statistics=_split_statistics(statistics_uri_a, DRIFT_SPLIT),
+    )
+    result = {}
+    for info in anomalies.drift_skew_info:
+        for measurement in info.drift_measurements:
+            result[".".join(info.path.step)] = {
+                "measure": measurement.Type.Name(measurement.type).lower(),
+                "value": round(measurement.value, 6),
+            }
+    return dict(sorted(result.items()))
+
+
+def hyperparameters(best_hyperparameters_uri: str) -> dict:
+    """The Tuner's chosen values, from its best_hyperparameters output."""
+    path = os.path.join(best_hyperparameters_uri, "best_hyperparameters.txt")
+    with open(path) as handle:
+        return json.load(handle)["values"]

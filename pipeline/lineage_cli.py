@@ -1,0 +1,302 @@
+"""Ask the MLMD store where a model came from, what a data set trained, and what changed.
+
+    python -m pipeline.lineage_cli runs
+    python -m pipeline.lineage_cli trace latest-pushed
+    python -m pipeline.lineage_cli uses data/sample
+    python -m pipeline.lineage_cli diff '#2' '#3'
+    python -m pipeline.lineage_cli export -o lineage.svg
+
+Tables for people; --json for machines. The store is the one the runners use: SQLite under
+--output-dir, or MySQL with --mysql-host (password from $MLMD_MYSQL_PASSWORD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+warnings.filterwarnings("ignore")  # dependencies' notices would bury the answer
+
+from pipeline import lineage  # noqa: E402
+from pipeline.config import DEFAULT_OUTPUT_DIR, PipelineConfig  # noqa: E402
+from pipeline.report import format_table  # noqa: E402
+
+EXPORT_FORMATS = ("json", "dot", "svg", "png")
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.lineage_cli",
+        description="Query the pipeline's ML Metadata lineage.",
+    )
+    store = parser.add_argument_group("store")
+    store.add_argument(
+        "--output-dir",
+        default=str(DEFAULT_OUTPUT_DIR),
+        help="the runner's --output-dir; its metadata.sqlite is read (default: %(default)s)",
+    )
+    store.add_argument("--mysql-host", default="", help="read MLMD on MySQL at this host instead")
+    store.add_argument("--mysql-port", type=int, default=3306)
+    store.add_argument("--mysql-database", default="mlmd")
+    store.add_argument("--mysql-user", default="root")
+    store.add_argument(
+        "--pipeline-name",
+        default=PipelineConfig.pipeline_name,
+        help="pipeline whose runs are listed (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("runs", help="the pipeline's runs: status, cached/executed, push")
+    trace = commands.add_parser("trace", help="everything upstream of a model")
+    trace.add_argument("model", help="'latest-pushed', or a Model or PushedModel artifact id")
+    uses = commands.add_parser("uses", help="models trained from some data")
+    uses.add_argument("data", help="a data folder or file ExampleGen read, or an Examples id")
+    diff = commands.add_parser("diff", help="what differs between two runs")
+    diff.add_argument("run_a", help="run id, or #N for the N-th run listed by 'runs'")
+    diff.add_argument("run_b")
+    diff.add_argument(
+        "--slices",
+        type=int,
+        default=10,
+        help="slices shown, largest AUC change first (default: %(default)s)",
+    )
+    export = commands.add_parser("export", help="the whole lineage graph as JSON, DOT, SVG, PNG")
+    export.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=f"file to write; its suffix picks the format ({', '.join(EXPORT_FORMATS)})",
+    )
+    return parser.parse_args(argv)
+
+
+def open_store(args: argparse.Namespace):
+    config = PipelineConfig(
+        output_dir=args.output_dir,
+        mysql_host=args.mysql_host,
+        mysql_port=args.mysql_port,
+        mysql_database=args.mysql_database,
+        mysql_user=args.mysql_user,
+    )
+    if not args.mysql_host and not config.metadata_path.is_file():
+        raise lineage.LineageError(
+            f"no MLMD store at {config.metadata_path}: run the pipeline first (./run.sh), "
+            "or point --output-dir at a runner's output folder"
+        )
+    try:
+        return lineage.connect(config.metadata_connection_config())
+    except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
+        raise lineage.LineageError(f"cannot open the MLMD store: {error}") from None
+
+
+def resolve_run(store, pipeline_name: str, reference: str) -> str:
+    run_ids = lineage.run_ids(store, pipeline_name)
+    if reference.startswith("#"):
+        number = reference[1:]
+        if not number.isdigit() or not 1 <= int(number) <= len(run_ids):
+            raise lineage.LineageError(
+                f"{reference}: pipeline {pipeline_name} has runs #1 to #{len(run_ids)}"
+            )
+        return run_ids[int(number) - 1]
+    if reference not in run_ids:
+        raise lineage.LineageError(f"no run {reference!r} of pipeline {pipeline_name} (see 'runs')")
+    return reference
+
+
+def when(milliseconds: int) -> str:
+    return datetime.datetime.fromtimestamp(milliseconds / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def show_runs(store, args) -> str | dict:
+    summaries = lineage.run_summaries(store, args.pipeline_name)
+    if not summaries:
+        names = ", ".join(lineage.pipeline_names(store)) or "none"
+        raise lineage.LineageError(f"no runs of pipeline {args.pipeline_name} (pipelines: {names})")
+    if args.json:
+        return [vars(s) for s in summaries]
+    rows = [
+        [
+            f"#{n}",
+            s.run_id,
+            when(s.started_ms),
+            s.status,
+            ", ".join(s.executed) or "-",
+            str(len(s.cached)),
+            s.pushed_to or "-",
+        ]
+        for n, s in enumerate(summaries, start=1)
+    ]
+    return format_table(["#", "run", "started", "status", "executed", "cached", "pushed"], rows)
+
+
+def show_trace(store, args) -> str | dict:
+    found = lineage.trace(store, args.model)
+    if args.json:
+        return found
+    model, training, examples = found["model"], found["training"], found["examples"]
+    lines = [
+        f"Model {model['id']}  {model['uri']}",
+        f"  trained in run {model['trained_in_run']}, code {model['git_revision']}",
+        "  packages: " + ", ".join(f"{k} {v}" for k, v in model["package_versions"].items()),
+    ]
+    for pushed in found["pushed"]:
+        lines.append(f"Pushed (artifact {pushed['id']}) to {pushed['destination']}")
+    evaluation = found["evaluation"]
+    if evaluation:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in evaluation["metrics"].items())
+        lines += [
+            f"Evaluation: blessed {'yes' if evaluation['blessed'] else 'no'}, baseline model "
+            f"{evaluation['baseline_model_id'] or 'none (first blessed model)'}",
+            f"  overall: {metrics}",
+        ]
+    lines += [
+        f"Training: {training['train_steps']} steps, eval {training['eval_steps']} steps, "
+        f"seed {training.get('seed')}, models/ fingerprint {training.get('code_fingerprint')}",
+        "  hyperparameters (Tuner): "
+        + ", ".join(f"{k}={v}" for k, v in training["hyperparameters"].items()),
+        f"Transform graph: {found['transform_graph']}",
+        f"Schema: {found['schema']}",
+        f"Examples {examples['id']}: {examples['uri']}",
+        "  splits: " + ", ".join(f"{k} {v}" for k, v in examples["split_counts"].items()),
+        f"Input data: {examples['input_base']}  (sha256 {examples['input_sha256']})",
+    ]
+    lines += [
+        f"  {f['path']}  {f['bytes']} bytes  sha256 {f['sha256']}" for f in examples["input_files"]
+    ]
+    return "\n".join(lines)
+
+
+def show_uses(store, args) -> str | list:
+    models = lineage.uses(store, args.data)
+    if args.json:
+        return models
+    rows = [
+        [
+            str(m["model_id"]),
+            m["trained_in_run"] or "-",
+            {True: "yes", False: "no", None: "not evaluated"}[m["blessed"]],
+            ", ".join(m["pushed_to"]) or "-",
+        ]
+        for m in models
+    ]
+    return format_table(["model", "trained in run", "blessed", "pushed to"], rows)
+
+
+def show_diff(store, args) -> str | dict:
+    run_a, run_b = (resolve_run(store, args.pipeline_name, r) for r in (args.run_a, args.run_b))
+    found = lineage.diff(store, run_a, run_b)
+    if args.json:
+        return found
+    lines = [f"A: {run_a}", f"B: {run_b}", "", "Settings that differ:"]
+    lines += [f"  {k}: {a} -> {b}" for k, (a, b) in found["settings"].items()] or ["  none"]
+    lines.append("Hyperparameters that differ:")
+    hp = found.get("hyperparameters", {})
+    lines += [f"  {k}: {a} -> {b}" for k, (a, b) in hp.items()] or ["  none"]
+    if "drift" in found:
+        lines.append("Data: " + ("same statistics artifact" if found["same_data"] else "different"))
+        top = sorted(found["drift"].items(), key=lambda kv: -kv[1]["value"])
+        lines += [f"  {name}: {d['measure']} {d['value']:.4f}" for name, d in top]
+        lines.append("Schema changes:")
+        lines += [f"  {c}" for c in found["schema_changes"]] or ["  none"]
+    if "metrics" in found:
+
+        def auc_change(item):
+            a, b = item[1].get("auc", [None, None])
+            return 0 if a is None or b is None else abs(b - a)
+
+        overall, *slices = found["metrics"].items()
+        shown = [overall, *sorted(slices, key=auc_change, reverse=True)[: args.slices]]
+        rows = [
+            [name, metric, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}"]
+            for name, values in shown
+            for metric, (a, b) in values.items()
+            if a is not None and b is not None and (name == overall[0] or metric == "auc")
+        ]
+        lines += [
+            "Metrics (overall, then slices by AUC change):",
+            format_table(["slice", "metric", "A", "B", "B-A"], rows),
+        ]
+    return "\n".join(lines)
+
+
+def to_dot(graph: dict) -> str:
+    """Graphviz DOT: executions as boxes, artifacts as ellipses, events as arrows."""
+    lines = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
+    for e in graph["executions"]:
+        label = f"{e['node_id']}\\n#{e['id']} {e['state']}"
+        lines.append(
+            f'  e{e["id"]} [shape=box, style=filled, fillcolor="#dde8f5", label="{label}"];'
+        )
+    for a in graph["artifacts"]:
+        lines.append(f'  a{a["id"]} [shape=ellipse, label="{a["type"]}\\n#{a["id"]}"];')
+    for ev in graph["events"]:
+        source, target = (f"a{ev['artifact_id']}", f"e{ev['execution_id']}")
+        if ev["direction"] == "output":
+            source, target = target, source
+        lines.append(f'  {source} -> {target} [label="{ev["key"]}", fontsize=8];')
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def export(store, args) -> str:
+    output = Path(args.output)
+    kind = output.suffix.lstrip(".").lower()
+    if kind not in EXPORT_FORMATS:
+        raise lineage.LineageError(
+            f"{output}: the suffix must be one of {', '.join(EXPORT_FORMATS)}"
+        )
+    graph = lineage.graph(store)
+    if not graph["executions"]:
+        raise lineage.LineageError("the store holds no executions yet: nothing to export")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "json":
+        output.write_text(json.dumps(graph, indent=2))
+    elif kind == "dot":
+        output.write_text(to_dot(graph))
+    else:
+        if shutil.which("dot") is None:
+            raise lineage.LineageError(
+                f"rendering {kind} needs Graphviz's 'dot' (apt-get install graphviz); "
+                "export .dot or .json instead"
+            )
+        subprocess.run(
+            ["dot", f"-T{kind}", "-o", str(output)], input=to_dot(graph), text=True, check=True
+        )
+    return (
+        f"Wrote {output}: {len(graph['executions'])} executions, "
+        f"{len(graph['artifacts'])} artifacts, {len(graph['events'])} events"
+    )
+
+
+COMMANDS = {
+    "runs": show_runs,
+    "trace": show_trace,
+    "uses": show_uses,
+    "diff": show_diff,
+    "export": export,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
+    try:
+        store = open_store(args)
+        answer = COMMANDS[args.command](store, args)
+    except lineage.LineageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(answer if isinstance(answer, str) else json.dumps(answer, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""What MLMD does not record by itself, recorded on the artifacts: data and code provenance.
+
+ExampleGen's own input fingerprint is file sizes and modification times; ours adds a
+SHA-256 of every input file's content. Trainer's model gets the git revision of the code
+and the versions of the packages that trained it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from importlib import metadata
+
+from tfx.components.trainer.executor import GenericExecutor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+
+from pipeline.config import PROJECT_ROOT
+
+INPUT_SHA256 = "input_sha256"
+INPUT_FILES = "input_files"
+GIT_REVISION = "git_revision"
+PACKAGE_VERSIONS = "package_versions"
+PACKAGES = (
+    "tfx",
+    "tensorflow",
+    "tensorflow-transform",
+    "tensorflow-model-analysis",
+    "tensorflow-data-validation",
+    "ml-metadata",
+    "apache-beam",
+    "keras-tuner",
+    "tf-keras",
+    "cfpb-dispute-pipeline",
+)
+CHUNK_BYTES = 1 << 20
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with fileio.open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_files_record(paths: list[str]) -> tuple[str, list[dict]]:
+    """(one SHA-256 over all files, [{path, sha256, bytes}]) for the files a run read."""
+    files = [
+        {"path": path, "sha256": file_sha256(path), "bytes": fileio.stat(path).length}
+        for path in sorted(paths)
+    ]
+    combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+    return combined, files
+
+
+def record_input_files(examples, paths: list[str]) -> None:
+    """Put the content fingerprint of the input files on an Examples artifact."""
+    combined, files = input_files_record(paths)
+    examples.set_string_custom_property(INPUT_SHA256, combined)
+    examples.set_string_custom_property(INPUT_FILES, json.dumps(files))
+
+
+def git_revision() -> str:
+    """The project's git commit, with '-dirty' for uncommitted changes; 'unknown' outside git."""
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown"
+    if revision.returncode != 0:
+        return "unknown"
+    return revision.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+class TrainerExecutor(GenericExecutor):
+    """TFX's Trainer executor, which also records code and package versions on the model."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
+        super().Do(input_dict, output_dict, exec_properties)
+        model = artifact_utils.get_single_instance(output_dict["model"])
+        model.set_string_custom_property(GIT_REVISION, git_revision())
+        model.set_string_custom_property(PACKAGE_VERSIONS, json.dumps(package_versions()))

@@ -1,0 +1,151 @@
+"""MLMD on a real MariaDB server: two pipeline runs at once, then trace and uses on them.
+
+The server is Debian's mariadb-server, started here with a throwaway data folder on a free
+loopback port; the password reaches the runner and the lineage command only through
+$MLMD_MYSQL_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import write_quarter_sample
+from mariadb_server import mariadb_server
+
+from pipeline import lineage
+from pipeline.config import MYSQL_PASSWORD_ENV, PipelineConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PIPELINES = ("cfpb-a", "cfpb-b")
+TINY_RUN = [
+    "--train-steps",
+    "10",
+    "--eval-steps",
+    "2",
+    "--tuner-trials",
+    "1",
+    "--tuner-train-steps",
+    "5",
+    "--min-auc",
+    "0.0",
+]
+
+
+@dataclass
+class MySQLRuns:
+    store: object
+    outputs: dict[str, tuple[Path, str, int]]  # pipeline -> (output dir, console, exit code)
+    sample: Path
+    store_flags: list[str]
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def mysql_runs(tmp_path_factory):
+    """Two pipelines run at the same time, one MLMD database, the same data."""
+    with (
+        mariadb_server(tmp_path_factory.mktemp("mariadb")) as db,
+        pytest.MonkeyPatch.context() as env_patch,
+    ):
+        env_patch.setenv(MYSQL_PASSWORD_ENV, db.password)
+        data_dir = tmp_path_factory.mktemp("mysql_data")
+        sample = write_quarter_sample(data_dir)
+        store_flags = [
+            "--mysql-host",
+            db.host,
+            "--mysql-port",
+            str(db.port),
+            "--mysql-database",
+            db.database,
+            "--mysql-user",
+            db.user,
+        ]
+        processes = {}
+        for name in PIPELINES:
+            output_dir = tmp_path_factory.mktemp(name)
+            processes[name] = (
+                output_dir,
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(PROJECT_ROOT / "runners" / "beam_runner.py"),
+                        "--pipeline-name",
+                        name,
+                        "--data-dir",
+                        str(data_dir),
+                        "--output-dir",
+                        str(output_dir),
+                        *store_flags,
+                        *TINY_RUN,
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                ),
+            )
+        outputs = {
+            name: (out, process.communicate(timeout=1800)[0], process.returncode)
+            for name, (out, process) in processes.items()
+        }
+        config = PipelineConfig(
+            mysql_host=db.host, mysql_port=db.port, mysql_database=db.database, mysql_user=db.user
+        )
+        store = lineage.connect(config.metadata_connection_config())
+        yield MySQLRuns(store, outputs, sample, store_flags, dict(os.environ))
+
+
+def lineage_command(runs: MySQLRuns, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.lineage_cli", *runs.store_flags, *args]
+    return subprocess.run(
+        command, env=runs.env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT
+    )
+
+
+def test_concurrent_runs_are_both_recorded_completely(mysql_runs):
+    for name, (output_dir, console, returncode) in mysql_runs.outputs.items():
+        assert returncode == 0, console[-3000:]
+        (summary,) = lineage.run_summaries(mysql_runs.store, name)
+        assert summary.status == "COMPLETE"
+        assert len(summary.executed) == 10 and not summary.cached
+        assert summary.pushed_to.startswith(str(output_dir / "serving_model"))
+        password = mysql_runs.env[MYSQL_PASSWORD_ENV]
+        (log_file,) = (output_dir / "logs").iterdir()
+        assert password not in console and password not in log_file.read_text()
+    states = {e.last_known_state for e in mysql_runs.store.get_executions()}
+    assert states == {lineage.metadata_store_pb2.Execution.COMPLETE}
+
+
+def test_trace_on_mysql_reaches_the_input_file_fingerprint(mysql_runs):
+    sample = mysql_runs.sample
+    result = lineage_command(mysql_runs, "--json", "trace", "latest-pushed")
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout)
+    (input_file,) = found["examples"]["input_files"]
+    assert input_file["path"] == str(sample)
+    assert input_file["sha256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
+    with open(sample, newline="", encoding="utf-8") as handle:
+        sample_rows = sum(1 for _ in csv.DictReader(handle))
+    assert sum(found["examples"]["split_counts"].values()) == sample_rows
+    assert found["training"]["train_steps"] == 10
+    assert found["evaluation"]["blessed"] is True
+    assert found["model"]["package_versions"]["tfx"] == "1.16.0"
+
+
+def test_uses_on_mysql_lists_the_models_of_both_pipelines(mysql_runs):
+    result = lineage_command(mysql_runs, "--json", "uses", str(mysql_runs.sample.parent))
+    assert result.returncode == 0, result.stderr[-2000:]
+    models = json.loads(result.stdout)
+    assert len(models) == 2
+    assert all(m["blessed"] for m in models)
+    pushed = sorted(p for m in models for p in m["pushed_to"])
+    assert [Path(p).parent.parent.name for p in pushed] == sorted(
+        out.name for out, _, _ in mysql_runs.outputs.values()
+    )
