@@ -8,6 +8,7 @@ setup(
     description="End-to-end TFX pipeline predicting consumer disputes of CFPB complaints",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipeline", "models", "data", "runners"]),
+    package_data={"pipeline": ["schema/*.pbtxt"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
         "apache-beam[gcp]==2.59.0",

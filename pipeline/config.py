@@ -15,6 +15,8 @@ from ml_metadata.proto import metadata_store_pb2
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA_DIR = PROJECT_ROOT / "data" / "sample"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
+SCHEMA_FILE = PROJECT_ROOT / "pipeline" / "schema" / "schema.pbtxt"
+SPAN_TOKEN = "{SPAN}"
 MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
 BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 
@@ -30,6 +32,14 @@ class PipelineConfig:
     pipeline_name: str = _option("cfpb-dispute", "name of the pipeline in MLMD")
     data_dir: str = _option(
         str(BUNDLED_DATA_DIR), "folder of prepared CSV files (python -m data.prepare)"
+    )
+    input_pattern: str = _option(
+        "*.csv",
+        f"files under --data-dir to read; with {SPAN_TOKEN} (e.g. span-{SPAN_TOKEN}/*.csv) "
+        "each run reads the newest span",
+    )
+    schema_file: str = _option(
+        str(SCHEMA_FILE), "the curated schema data is validated against (pipeline.schema)"
     )
     output_dir: str = _option(
         str(DEFAULT_OUTPUT_DIR), "where artifacts, the MLMD store and pushed models go"
@@ -117,13 +127,20 @@ def config_problems(config: PipelineConfig) -> list[str]:
     problems = []
     if not is_uri(config.data_dir):  # remote data is checked where it is read
         data_dir = Path(config.data_dir)
+        pattern = config.input_pattern.replace(SPAN_TOKEN, "*")
         if not data_dir.is_dir():
             problems.append(f"--data-dir {config.data_dir} is not a folder")
-        elif not any(data_dir.glob("*.csv")):
+        elif not any(data_dir.glob(pattern)):
             problems.append(
-                f"--data-dir {config.data_dir} holds no .csv file; prepare a CFPB export "
-                "with: python -m data.prepare EXPORT -o DIR/complaints.csv"
+                f"--data-dir {config.data_dir} holds no file matching {config.input_pattern}; "
+                "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
             )
+        else:
+            from pipeline.example_gen import header_problem
+
+            problems += filter(None, map(header_problem, map(str, data_dir.glob(pattern))))
+    if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
+        problems.append(f"--schema-file {config.schema_file} does not exist")
     for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):
         if getattr(config, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")

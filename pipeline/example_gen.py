@@ -32,31 +32,46 @@ def _bytes_feature(value: str) -> tf.train.Feature:
 
 
 def row_to_example(row: dict[str, str]) -> tf.train.Example:
-    """A tf.Example with every raw column as bytes and the label as int64."""
-    feature = {key: _bytes_feature(row[key]) for key in features.RAW_FEATURE_KEYS}
-    feature[features.LABEL_KEY] = tf.train.Feature(
-        int64_list=tf.train.Int64List(value=[int(row[features.LABEL_KEY])])
-    )
+    """A tf.Example: every raw column as bytes, the label as int64.
+
+    Nothing is fixed up here: a missing column or label becomes a missing feature, and a
+    label that is not an integer stays bytes, so that validation against the schema
+    reports it in plain words and stops the run before training.
+    """
+    feature = {key: _bytes_feature(row[key]) for key in features.RAW_FEATURE_KEYS if key in row}
+    label = row.get(features.LABEL_KEY) or ""
+    if label.lstrip("-").isdigit():
+        feature[features.LABEL_KEY] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[int(label)])
+        )
+    elif label:
+        feature[features.LABEL_KEY] = _bytes_feature(label)
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+def header_problem(path: str) -> str | None:
+    """Why a file cannot be a prepared CFPB CSV at all, judged by its first line; else None."""
+    try:
+        with fileio.open(path, "rb") as handle:
+            first_line = handle.readline().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        return f"{path} cannot be read as UTF-8 text ({type(error).__name__}: {error})"
+    columns = set(next(csv.reader([first_line]), []))
+    if not columns & set(features.CANONICAL_COLUMNS):
+        return (
+            f"{path} is not a prepared CFPB file (first line: {first_line[:80]!r}). "
+            "Prepare raw exports first: python -m data.prepare EXPORT -o FILE"
+        )
+    return None
+
+
 def read_canonical_csv(path: str) -> Iterator[dict[str, str]]:
-    """Rows of one prepared CSV, after checking its header."""
+    """Rows of one prepared CSV; columns it lacks are left for schema validation to report."""
+    problem = header_problem(path)
+    if problem:
+        raise ValueError(problem)
     with fileio.open(path, "r") as handle:
-        reader = csv.DictReader(_text_lines(handle))
-        missing = set(features.CANONICAL_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(
-                f"{path} is not a prepared CFPB file: missing column(s) {sorted(missing)}. "
-                "Prepare raw exports first: python -m data.prepare EXPORT -o FILE"
-            )
-        for line_number, row in enumerate(reader, start=2):
-            if row[features.LABEL_KEY] not in ("0", "1"):
-                raise ValueError(
-                    f"{path}, record {line_number}: {features.LABEL_KEY} must be 0 or 1, "
-                    f"got {row[features.LABEL_KEY]!r}"
-                )
-            yield row
+        yield from csv.DictReader(_text_lines(handle))
 
 
 def _text_lines(handle) -> Iterator[str]:

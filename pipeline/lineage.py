@@ -157,10 +157,37 @@ def upstream(store: mlmd.MetadataStore, artifact_id: int) -> Iterator[LineageSte
 # --- Answers for the lineage command (python -m pipeline.lineage_cli) -----------------------
 
 UNFINISHED_STATES = ("NEW", "RUNNING")
+# A run's status: the first of these states among its executions, else COMPLETE.
+RUN_STATUS = (
+    ("FAILED", "FAILED"),
+    ("CANCELED", "INTERRUPTED"),
+    ("RUNNING", "RUNNING"),
+    ("NEW", "RUNNING"),
+)
 
 
 class LineageError(LookupError):
     """A question the store cannot answer (unknown id, empty store), in plain words."""
+
+
+def cancel_interrupted(store: mlmd.MetadataStore, pipeline_name: str) -> list[int]:
+    """Mark executions a killed run left NEW or RUNNING as CANCELED; returns their ids.
+
+    Only safe while no other run of the pipeline is going on (the runners hold a lock).
+    """
+    pipeline = _context(store, PIPELINE_CONTEXT, pipeline_name)
+    if pipeline is None:
+        return []
+    unfinished = [
+        execution
+        for execution in store.get_executions_by_context(pipeline.id)
+        if metadata_store_pb2.Execution.State.Name(execution.last_known_state) in UNFINISHED_STATES
+    ]
+    for execution in unfinished:
+        execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+    if unfinished:
+        store.put_executions(unfinished)
+    return [execution.id for execution in unfinished]
 
 
 def pipeline_names(store: mlmd.MetadataStore) -> list[str]:
@@ -234,11 +261,7 @@ def run_summaries(store: mlmd.MetadataStore, pipeline_name: str) -> list[RunSumm
     for run_id in run_ids(store, pipeline_name):
         records = run_executions(store, run_id)
         states = {record.state for record in records}
-        status = (
-            "FAILED"
-            if "FAILED" in states
-            else ("RUNNING or interrupted" if states & set(UNFINISHED_STATES) else "COMPLETE")
-        )
+        status = next((name for state, name in RUN_STATUS if state in states), "COMPLETE")
         pushed_to = None
         for record in records:
             for pushed in run_outputs(store, record.execution.id).get("pushed_model", []):
@@ -453,12 +476,13 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
             if flat_a.get(key) != flat_b.get(key):
                 settings[key] = [flat_a.get(key), flat_b.get(key)]
 
-    def output(runs, node, key):
-        found = runs.get(node, (None, {}))[1].get(key)
+    def output(runs, key):
+        """The run's output artifact under this key, whichever component wrote it."""
+        found = [outputs[key][0] for _, outputs in runs.values() if outputs.get(key)]
         return found[0] if found else None
 
     result: dict = {"runs": [run_a, run_b], "settings": settings}
-    hp = [output(x, "Tuner", "best_hyperparameters") for x in (a, b)]
+    hp = [output(x, "best_hyperparameters") for x in (a, b)]
     if all(hp):
         values = [artifacts.hyperparameters(h.uri) for h in hp]
         result["hyperparameters"] = {
@@ -466,13 +490,13 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
             for k in sorted(values[0].keys() | values[1].keys())
             if values[0].get(k) != values[1].get(k)
         }
-    stats = [output(x, "StatisticsGen", "statistics") for x in (a, b)]
-    schema = [output(x, "SchemaGen", "schema") for x in (a, b)]
+    stats = [output(x, "statistics") for x in (a, b)]
+    schema = [output(x, "schema") for x in (a, b)]
     if all(stats) and all(schema):
         result["same_data"] = stats[0].id == stats[1].id
         result["drift"] = artifacts.drift(stats[0].uri, stats[1].uri, schema[0].uri)
         result["schema_changes"] = artifacts.schema_changes(schema[0].uri, schema[1].uri)
-    evaluations = [output(x, "Evaluator", "evaluation") for x in (a, b)]
+    evaluations = [output(x, "evaluation") for x in (a, b)]
     if all(evaluations):
         metrics = [artifacts.slice_metrics(e.uri) for e in evaluations]
         result["metrics"] = {

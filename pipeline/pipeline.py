@@ -18,8 +18,14 @@ from tfx.orchestration.data_types import RuntimeParameter
 
 from models import features
 from pipeline import example_gen, provenance
-from pipeline.baseline import CANDIDATE_KEY, PreviousBlessedModelStrategy
+from pipeline.baseline import (
+    CANDIDATE_KEY,
+    PreviousArtifactStrategy,
+    PreviousBlessedModelStrategy,
+)
 from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.gates import DataValidationGate
+from pipeline.push import AtomicPusherExecutor
 
 # User code is referenced by import path: the project is installed wherever executors
 # run (see README, "Why functions by module path").
@@ -80,6 +86,20 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def look_back(
+    node_id: str, strategy, candidate=None, config: dict | None = None, **channels
+) -> tfx.dsl.Resolver:
+    """A resolver for earlier artifacts; the candidate (this run's own) is left out locally.
+
+    On KFP there is no candidate: its compiler accepts only TFX's plain strategies.
+    """
+    if candidate is not None:
+        channels[CANDIDATE_KEY] = candidate
+    return tfx.dsl.Resolver(strategy_class=strategy, config=config or {}, **channels).with_id(
+        node_id
+    )
+
+
 def runtime_parameter_values(config: PipelineConfig) -> dict[str, str]:
     """The Kubeflow flavour's runtime parameters, valued from config (JSON for train-args)."""
     train_args = tfx.proto.TrainArgs(num_steps=config.train_steps)
@@ -90,12 +110,14 @@ def runtime_parameter_values(config: PipelineConfig) -> dict[str, str]:
 
 
 def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.Pipeline:
-    """ExampleGen, statistics, schema, validation, Transform, Tuner, Trainer, Evaluator, Pusher.
+    """ExampleGen, statistics, the curated schema, validation and its gate, Transform, Tuner,
+    Trainer, Evaluator against the previous blessed model, Pusher.
 
     kubeflow=True adapts the same graph to TFX's KFP v2 compiler: the data folder and the
-    training arguments become runtime parameters set when a run is submitted, and the
-    baseline resolver uses TFX's plain LatestBlessedModelStrategy, the only blessed-model
-    strategy that compiler accepts (see README, "Kubeflow Pipelines and Vertex AI").
+    training arguments become runtime parameters set when a run is submitted, the baseline
+    resolver uses TFX's plain LatestBlessedModelStrategy (the only blessed-model strategy that
+    compiler accepts), and there is no drift check (see README, "Kubeflow Pipelines and
+    Vertex AI").
     """
     fingerprint = {"code_fingerprint": code_fingerprint(), "seed": config.seed}
     data_dir: str | RuntimeParameter = str(config.data_dir)
@@ -111,7 +133,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
 
     example_gen_component = FileBasedExampleGen(
         input_base=data_dir,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.csv")]),
+        input_config=tfx.proto.Input(
+            splits=[tfx.proto.Input.Split(name="all", pattern=config.input_pattern)]
+        ),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
                 splits=[
@@ -127,17 +151,37 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
     examples = example_gen_component.outputs["examples"]
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
-    schema = schema_gen.outputs["schema"]
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema
+    statistics = statistics_gen.outputs["statistics"]
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id(
+        "SchemaImporter"
     )
+    schema = schema_importer.outputs["schema"]
+    example_validator = tfx.components.ExampleValidator(statistics=statistics, schema=schema)
+    # Drift is checked against StatisticsGen's output of the previous run. On KFP a resolver
+    # can only query by type, which would also match Transform's statistics, so there the
+    # gate checks the schema only (see README).
+    previous_statistics = None
+    if not kubeflow:
+        previous_statistics = look_back(
+            "PreviousStatisticsResolver",
+            PreviousArtifactStrategy,
+            candidate=statistics,
+            config={"producer_node": statistics_gen.id},  # not Transform's statistics
+            statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+        )
+    data_gate = DataValidationGate(
+        anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics,
+        schema=schema,
+        previous_statistics=previous_statistics and previous_statistics.outputs["statistics"],
+    ).with_id("DataValidationGate")
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=fingerprint,
     )
+    transform.add_upstream_node(data_gate)  # nothing is transformed or trained from bad data
     transformed = transform.outputs["transformed_examples"]
     transform_graph = transform.outputs["transform_graph"]
 
@@ -159,17 +203,13 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config=fingerprint,
     )
-    if kubeflow:
-        baseline_strategy, candidate = LatestBlessedModelStrategy, {}
-    else:
-        baseline_strategy = PreviousBlessedModelStrategy
-        candidate = {CANDIDATE_KEY: trainer.outputs["model"]}
-    baseline_model = tfx.dsl.Resolver(
-        strategy_class=baseline_strategy,
+    baseline_model = look_back(
+        BASELINE_RESOLVER_ID,
+        LatestBlessedModelStrategy if kubeflow else PreviousBlessedModelStrategy,
+        candidate=None if kubeflow else trainer.outputs["model"],
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        **candidate,
-    ).with_id(BASELINE_RESOLVER_ID)
+    )
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
@@ -177,6 +217,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         eval_config=eval_config(config),
     )
     pusher = tfx.components.Pusher(
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -191,8 +232,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         components=[
             example_gen_component,
             statistics_gen,
-            schema_gen,
+            schema_importer,
             example_validator,
+            *([previous_statistics] if previous_statistics else []),
+            data_gate,
             transform,
             tuner,
             trainer,

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import logging
 import os
 import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -87,6 +89,24 @@ def log_to_file(output_dir: Path) -> Path:
     return log_path
 
 
+@contextlib.contextmanager
+def exclusive_run(config: pipeline_config.PipelineConfig) -> Iterator[None]:
+    """One run of a pipeline at a time per output folder: a lock file, freed even on SIGKILL."""
+    if pipeline_config.is_uri(config.output_dir):  # remote output: the orchestrator's job
+        yield
+        return
+    lock_path = Path(config.output_dir) / f".{config.pipeline_name}.lock"
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"Another run of {config.pipeline_name} is using {config.output_dir} "
+                f"(lock {lock_path}); wait for it to finish."
+            ) from None
+        yield
+
+
 def make_dag_runner(runner: str):
     """TFX's BeamDagRunner (components as stages of one Beam job) or LocalDagRunner (in turn)."""
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
@@ -101,6 +121,7 @@ def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
     from pipeline import lineage, report
     from pipeline.pipeline import create_pipeline
 
+    previous_handlers = logging.getLogger().handlers[:]
     log_path = log_to_file(Path(config.output_dir))
     tfx_pipeline = create_pipeline(config)
     progress = ProgressPrinter(total=len(tfx_pipeline.components), console=sys.stdout)
@@ -108,19 +129,29 @@ def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
     print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
     print(f"Full log: {log_path}", flush=True)
     started = time.monotonic()
+    store = lineage.connect(config.metadata_connection_config())
     try:
-        # What components print (Keras, KerasTuner) goes to the log, not the console.
-        with open(log_path, "a") as log_file, contextlib.redirect_stdout(log_file):
-            make_dag_runner(runner).run(tfx_pipeline)
+        with exclusive_run(config):
+            cancelled = lineage.cancel_interrupted(store, config.pipeline_name)
+            if cancelled:
+                print(
+                    f"An earlier run was interrupted: {len(cancelled)} unfinished execution(s) "
+                    "marked CANCELED; completed components are reused from the cache."
+                )
+            # What components print (Keras, KerasTuner) goes to the log, not the console.
+            with open(log_path, "a") as log_file, contextlib.redirect_stdout(log_file):
+                make_dag_runner(runner).run(tfx_pipeline)
     except Exception as error:  # noqa: BLE001 (report any component failure plainly)
-        print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
+        try:
+            why = report.failure_report(store, lineage.run_ids(store, config.pipeline_name)[-1])
+        except Exception:  # noqa: BLE001 (explaining must not hide the failure itself)
+            why = ""
+        print(f"\nPipeline stopped. {why or type(error).__name__}", file=sys.stderr)
         print(f"See the full log: {log_path}", file=sys.stderr)
         return 1
     finally:
-        logging.getLogger().removeHandler(progress)
+        logging.getLogger().handlers = previous_handlers  # for callers in the same process
     print(f"\nPipeline finished in {time.monotonic() - started:.1f}s\n")
-
-    store = lineage.connect(config.metadata_connection_config())
     run_id = lineage.run_ids(store, config.pipeline_name)[-1]
     print(report.run_report(store, run_id).format())
     return 0

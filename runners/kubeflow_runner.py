@@ -12,6 +12,7 @@ parameters that can be changed per run when it is submitted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import warnings
@@ -25,6 +26,8 @@ import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow 
 from pipeline import config as pipeline_config  # noqa: E402
 
 DEFAULT_SPEC_FILE = "cfpb-dispute-kfp.json"
+# The Dockerfile copies the project to /pipeline; tasks read the curated schema there.
+IMAGE_SCHEMA_FILE = "/pipeline/pipeline/schema/schema.pbtxt"
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +57,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
             "root must be storage every task can reach, e.g. gs://BUCKET/cfpb.",
             file=sys.stderr,
         )
+    if config.schema_file == str(pipeline_config.SCHEMA_FILE):
+        config = dataclasses.replace(config, schema_file=IMAGE_SCHEMA_FILE)
     args.config = config
     return args
 

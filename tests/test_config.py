@@ -114,7 +114,7 @@ def test_bad_flags_and_paths_fail_with_a_clear_message(tmp_path):
     missing = run_runner("--data-dir", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
     empty = run_runner("--data-dir", str(tmp_path))
-    assert empty.returncode == 2 and "holds no .csv file" in empty.stderr
+    assert empty.returncode == 2 and "holds no file matching *.csv" in empty.stderr
     steps = run_runner("--train-steps", "0")
     assert steps.returncode == 2 and "--train-steps must be at least 1" in steps.stderr
     mode = run_runner("--direct_running_mode", "fast")

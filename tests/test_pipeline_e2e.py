@@ -1,33 +1,38 @@
-"""The real pipeline on real Beam and a real MLMD store, on a small slice of the bundled data.
+"""The real pipeline on real Beam and a real MLMD store, on small slices of the bundled data.
 
-Three runs share one output directory:
-  first      everything executes; a blessed model is pushed; lineage reaches the input folder
-  rerun      nothing changed: every component comes from the cache
-  refused    more training steps and an AUC floor no model can reach: Trainer and what follows
-             execute, the model is not blessed, and nothing new is pushed
-
-The first two use BeamDagRunner (runners/beam_runner.py), the third LocalDagRunner
-(runners/local_runner.py), so both runners execute for real over one cache.
+New data arrives as spans (data/span-N/complaints.csv); six runs share one output folder:
+  1 first     span 1: everything executes; a blessed model is pushed
+  2 rerun     nothing changed: every component comes from the cache
+  3 worse     one training step (LocalDagRunner): the model is worse than the blessed one,
+              so it is refused and nothing is pushed
+  4 killed    span 2 arrives; the run is killed (SIGKILL) while Trainer runs
+  5 resumed   the same again: completed components come from the cache, Trainer and what
+              follows execute, the baseline is span 1's model, at most one push
+  6 drifted   span 3, with products far from span 2's mix: the data gate stops the run
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import write_quarter_sample
 
 from pipeline import lineage
-from pipeline.config import PipelineConfig
+from pipeline.config import BUNDLED_DATA_DIR, PipelineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SPAN_PATTERN = "span-{SPAN}/*.csv"
 SMALL_RUN = [
     "--train-steps",
-    "20",
+    "60",
     "--eval-steps",
     "4",
     "--tuner-trials",
@@ -36,101 +41,217 @@ SMALL_RUN = [
     "10",
     "--min-auc",
     "0.0",
+    "--input-pattern",
+    SPAN_PATTERN,
 ]
 DOWNSTREAM_OF_TRAINING = {"Trainer", "Evaluator", "Pusher"}
-RESOLVER = "LatestBlessedModelResolver"
+RESOLVERS = {"LatestBlessedModelResolver", "PreviousStatisticsResolver"}
+NODES = {
+    "ExampleGen",
+    "StatisticsGen",
+    "SchemaImporter",
+    "ExampleValidator",
+    "PreviousStatisticsResolver",
+    "DataValidationGate",
+    "Transform",
+    "Tuner",
+    "Trainer",
+    "LatestBlessedModelResolver",
+    "Evaluator",
+    "Pusher",
+}
+
+
+def runner_command(data_dir: Path, output_dir: Path, *flags: str, runner: str) -> list[str]:
+    return [
+        sys.executable,
+        str(PROJECT_ROOT / "runners" / runner),
+        "--data-dir",
+        str(data_dir),
+        "--output-dir",
+        str(output_dir),
+        *SMALL_RUN,
+        *flags,
+    ]
 
 
 def run_pipeline(
-    data_dir: Path, output_dir: Path, *flags: str, runner: str = "beam_runner.py"
+    data_dir: Path,
+    output_dir: Path,
+    *flags: str,
+    runner: str = "beam_runner.py",
+    exit_code: int = 0,
 ) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "runners" / runner),
-            "--data-dir",
-            str(data_dir),
-            "--output-dir",
-            str(output_dir),
-            *flags,
-        ],
+        runner_command(data_dir, output_dir, *flags, runner=runner),
         capture_output=True,
         text=True,
         timeout=1200,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == exit_code, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def kill_when_training(data_dir: Path, output_dir: Path) -> str:
+    """Start a run and SIGKILL it (and its Beam workers) a few seconds into Trainer."""
+    process = subprocess.Popen(
+        runner_command(data_dir, output_dir, runner="beam_runner.py"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    console = []
+    for line in process.stdout:
+        console.append(line)
+        if "] Trainer ..." in line:
+            time.sleep(3)
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(console)[-3000:]
+    return "".join(console)
+
+
+def write_span(data_dir: Path, span: int, rows: list[dict]) -> Path:
+    folder = data_dir / f"span-{span}"
+    folder.mkdir(parents=True)
+    with open(folder / "complaints.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "complaints.csv"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Every 4th row of the bundled sample (about 1,650 rows), and the three runs."""
-    data_dir = tmp_path_factory.mktemp("data")
-    write_quarter_sample(data_dir)
+    """Spans from the bundled sample by date received (every other row), and the six runs."""
+    with open(BUNDLED_DATA_DIR / "complaints.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[::2]
+    before_2016 = [r for r in rows if r["date_received"] < "2016-01-01"]
+    from_2016 = [r for r in rows if r["date_received"] >= "2016-01-01"]
+    mostly_mortgages = [
+        r for i, r in enumerate(from_2016) if r["product"] == "Mortgage" or i % 8 == 0
+    ]
 
+    data_dir = tmp_path_factory.mktemp("data")
     output_dir = tmp_path_factory.mktemp("outputs")
     config = PipelineConfig(data_dir=data_dir, output_dir=output_dir)
-    first = run_pipeline(data_dir, output_dir, *SMALL_RUN)
-    rerun = run_pipeline(data_dir, output_dir, *SMALL_RUN)
-    refused_flags = [*SMALL_RUN, "--train-steps", "30", "--min-auc", "1.01"]
-    refused = run_pipeline(data_dir, output_dir, *refused_flags, runner="local_runner.py")
+    span_files = [write_span(data_dir, 1, before_2016)]
+    first = run_pipeline(data_dir, output_dir)
+    rerun = run_pipeline(data_dir, output_dir)
+    worse = run_pipeline(data_dir, output_dir, "--train-steps", "1", runner="local_runner.py")
+    span_files.append(write_span(data_dir, 2, from_2016))
+    killed = kill_when_training(data_dir, output_dir)
+    resumed = run_pipeline(data_dir, output_dir)
+    span_files.append(write_span(data_dir, 3, mostly_mortgages))
+    drifted = run_pipeline(data_dir, output_dir, exit_code=1)
     store = lineage.connect(config.metadata_connection_config())
-    return config, store, (first, rerun, refused)
+    consoles = {
+        "first": first.stdout,
+        "rerun": rerun.stdout,
+        "worse": worse.stdout,
+        "killed": killed,
+        "resumed": resumed.stdout,
+        "drifted": drifted.stderr,
+    }
+    return config, store, consoles, span_files
 
 
-def states(store, run_id: str) -> dict[str, str]:
+def states(store, config, run_number: int) -> dict[str, str]:
+    run_id = lineage.run_ids(store, config.pipeline_name)[run_number - 1]
     return {record.node_id: record.state for record in lineage.run_executions(store, run_id)}
 
 
-def test_first_run_pushes_a_blessed_model(runs):
-    config, store, (first, _, _) = runs
-    run_ids = lineage.run_ids(store, config.pipeline_name)
-    assert len(run_ids) == 3
-    first_states = states(store, run_ids[0])
-    assert set(first_states) == {
-        "ExampleGen",
-        "StatisticsGen",
-        "SchemaGen",
-        "ExampleValidator",
-        "Transform",
-        "Tuner",
-        "Trainer",
-        RESOLVER,
-        "Evaluator",
-        "Pusher",
-    }
-    assert set(first_states.values()) == {"COMPLETE"}
+def versions(config) -> list[Path]:
+    return sorted(p for p in Path(config.serving_model_dir).iterdir() if not p.name.startswith("."))
 
-    versions = list(Path(config.serving_model_dir).iterdir())
-    assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
-    assert "Blessed: yes" in first.stdout
-    assert f"Pushed to: {versions[0]}" in first.stdout
-    assert "component" in first.stdout and "cached/executed" in first.stdout
-    auc = float(first.stdout.split("auc: ")[1].split()[0])
+
+def test_first_run_pushes_a_blessed_model(runs):
+    config, store, consoles, _ = runs
+    assert len(lineage.run_ids(store, config.pipeline_name)) == 6
+    first_states = states(store, config, 1)
+    assert set(first_states) == NODES
+    assert set(first_states.values()) == {"COMPLETE"}
+    first_version = versions(config)[0]
+    assert (first_version / "saved_model.pb").is_file()
+    assert "Blessed: yes" in consoles["first"]
+    assert f"Pushed to: {first_version}" in consoles["first"]
+    assert "component" in consoles["first"] and "cached/executed" in consoles["first"]
+    auc = float(consoles["first"].split("auc: ")[1].split()[0])
     assert 0.0 <= auc <= 1.0
 
 
 def test_rerun_with_nothing_changed_is_fully_cached(runs):
-    config, store, (_, rerun, _) = runs
-    rerun_states = states(store, lineage.run_ids(store, config.pipeline_name)[1])
-    rerun_states.pop(RESOLVER)  # a resolver is a query, not a cacheable component
+    config, store, consoles, _ = runs
+    rerun_states = {k: v for k, v in states(store, config, 2).items() if k not in RESOLVERS}
     assert set(rerun_states.values()) == {"CACHED"}, rerun_states
-    assert rerun.stdout.count(" cached ") >= len(rerun_states)
+    assert consoles["rerun"].count(" cached ") >= len(rerun_states)
 
 
-def test_refused_model_is_not_pushed_and_upstream_stays_cached(runs):
-    config, store, (_, _, refused) = runs
-    refused_states = states(store, lineage.run_ids(store, config.pipeline_name)[2])
-    refused_states.pop(RESOLVER)
-    executed = {node for node, state in refused_states.items() if state == "COMPLETE"}
+def test_a_worse_model_is_refused_and_not_pushed(runs):
+    config, store, consoles, _ = runs
+    worse_states = {k: v for k, v in states(store, config, 3).items() if k not in RESOLVERS}
+    executed = {node for node, state in worse_states.items() if state == "COMPLETE"}
     assert executed == DOWNSTREAM_OF_TRAINING
-    assert "Blessed: no" in refused.stdout
-    assert "Pushed to: nothing pushed" in refused.stdout
-    assert len(list(Path(config.serving_model_dir).iterdir())) == 1
+    assert "Blessed: no" in consoles["worse"]
+    assert "refused: auc changed by -" in consoles["worse"]  # which metric, by how much
+    assert "baseline (last blessed model) auc:" in consoles["worse"]
+    assert "Pushed to: nothing pushed" in consoles["worse"]
+    assert len(versions(config)) == 1
+
+
+def test_a_killed_run_resumes_from_the_cache_and_pushes_at_most_once(runs):
+    config, store, consoles, span_files = runs
+    summaries = lineage.run_summaries(store, config.pipeline_name)
+    assert summaries[3].status == "INTERRUPTED" and "Trainer" not in summaries[3].executed
+    unfinished = [e for e in store.get_executions() if e.last_known_state in (e.RUNNING, e.NEW)]
+    assert unfinished == []  # the resumed run marked the killed run's Trainer CANCELED
+
+    resumed = states(store, config, 5)
+    before_training = {
+        "ExampleGen",
+        "StatisticsGen",
+        "SchemaImporter",
+        "ExampleValidator",
+        "DataValidationGate",
+        "Transform",
+        "Tuner",
+    }
+    assert {resumed[node] for node in before_training} == {"CACHED"}  # done before the kill
+    assert {resumed[node] for node in DOWNSTREAM_OF_TRAINING} == {"COMPLETE"}
+
+    run_id = lineage.run_ids(store, config.pipeline_name)[4]
+    by_node = {r.node_id: r.execution for r in lineage.run_executions(store, run_id)}
+    examples = lineage.run_outputs(store, by_node["ExampleGen"].id)["examples"][0]
+    assert lineage.custom_property(examples, "span") == 2
+    assert json.loads(lineage.custom_property(examples, "input_files"))[0]["path"] == str(
+        span_files[1]
+    )
+    baseline = lineage.run_inputs(store, by_node["Evaluator"].id)["baseline_model"]
+    first_run_id = lineage.run_ids(store, config.pipeline_name)[0]
+    first_trainer = next(
+        r for r in lineage.run_executions(store, first_run_id) if r.node_id == "Trainer"
+    )
+    assert [m.id for m in baseline] == [
+        lineage.run_outputs(store, first_trainer.execution.id)["model"][0].id
+    ]
+    blessed = "Blessed: yes" in consoles["resumed"]
+    assert len(versions(config)) == 1 + blessed
+    assert all((version / "saved_model.pb").is_file() for version in versions(config))
+
+
+def test_drift_in_a_new_span_stops_the_run_before_transform(runs):
+    config, store, consoles, _ = runs
+    drifted = states(store, config, 6)
+    assert drifted["DataValidationGate"] == "FAILED"
+    assert not {"Transform", "Trainer", "Pusher"} & set(drifted)
+    assert "Data validation failed" in consoles["drifted"]
+    assert "drift from the previous data, product" in consoles["drifted"]
 
 
 def test_lineage_from_pushed_model_to_input_data(runs):
-    config, store, _ = runs
+    config, store, _, _ = runs
     pushed = lineage.latest_pushed_model(store)
     assert pushed is not None
     node, pusher = lineage.producer(store, pushed.id)
@@ -153,9 +274,15 @@ def test_lineage_from_pushed_model_to_input_data(runs):
     assert lineage.execution_property(example_gen, "input_base") == str(config.data_dir)
 
     upstream_nodes = {step.node_id for step in lineage.upstream(store, pushed.id)}
-    assert {"Pusher", "Evaluator", "Trainer", "Tuner", "Transform", "SchemaGen", "ExampleGen"} <= (
-        upstream_nodes
-    )
+    assert {
+        "Pusher",
+        "Evaluator",
+        "Trainer",
+        "Tuner",
+        "Transform",
+        "SchemaImporter",
+        "ExampleGen",
+    } <= (upstream_nodes)
 
 
 def lineage_cli(config: PipelineConfig, *args: str, capsys) -> str:
@@ -166,24 +293,33 @@ def lineage_cli(config: PipelineConfig, *args: str, capsys) -> str:
 
 
 def test_lineage_runs_lists_cached_and_executed_components(runs, capsys):
-    config, _, _ = runs
+    config, _, _, _ = runs
     listed = json.loads(lineage_cli(config, "--json", "runs", capsys=capsys))
-    assert [len(run["executed"]) for run in listed] == [10, 1, 4]  # the resolver always runs
-    assert [len(run["cached"]) for run in listed] == [0, 9, 6]
+    assert [run["status"] for run in listed] == [
+        "COMPLETE",
+        "COMPLETE",
+        "COMPLETE",
+        "INTERRUPTED",
+        "COMPLETE",
+        "FAILED",
+    ]
+    assert [len(run["executed"]) for run in listed[:3]] == [12, 2, 5]  # resolvers always run
+    assert [len(run["cached"]) for run in listed[:3]] == [0, 10, 7]
     assert listed[0]["pushed_to"] is not None and listed[2]["pushed_to"] is None
     table = lineage_cli(config, "runs", capsys=capsys)
-    assert "#3" in table and "Trainer, LatestBlessedModelResolver, Evaluator, Pusher" in table
+    assert "#3" in table and "INTERRUPTED" in table
 
 
 def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
-    config, _, _ = runs
+    config, _, _, _ = runs
     found = json.loads(lineage_cli(config, "--json", "trace", "latest-pushed", capsys=capsys))
     (input_file,) = found["examples"]["input_files"]
-    data_file = Path(config.data_dir) / "complaints.csv"
+    data_file = Path(input_file["path"])
+    assert data_file.parent.parent == Path(config.data_dir)  # span-N/complaints.csv
     assert input_file["sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
     assert found["examples"]["input_base"] == config.data_dir
     assert set(found["examples"]["split_counts"]) == {"train", "eval"}
-    assert found["training"]["train_steps"] == 20
+    assert found["training"]["train_steps"] == 60
     assert found["training"]["hyperparameters"]  # the Tuner's choice
     assert (
         found["evaluation"]["blessed"] is True and 0 <= found["evaluation"]["metrics"]["auc"] <= 1
@@ -195,25 +331,29 @@ def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
 
 
 def test_lineage_uses_lists_the_blessed_and_the_refused_model(runs, capsys):
-    config, _, _ = runs
+    config, _, _, _ = runs
     models = json.loads(lineage_cli(config, "--json", "uses", config.data_dir, capsys=capsys))
-    assert [(m["blessed"], bool(m["pushed_to"])) for m in models] == [(True, True), (False, False)]
+    assert [(m["blessed"], bool(m["pushed_to"])) for m in models][:2] == [
+        (True, True),
+        (False, False),
+    ]
+    assert len(models) == 3  # span 1's, the refused one, span 2's
 
 
 def test_lineage_diff_shows_changed_steps_and_metrics(runs, capsys):
-    config, _, _ = runs
+    config, _, _, _ = runs
     found = json.loads(lineage_cli(config, "--json", "diff", "#2", "#3", capsys=capsys))
-    assert found["settings"]["Trainer.train_args.num_steps"] == [20, 30]
+    assert found["settings"]["Trainer.train_args.num_steps"] == [60, 1]
     assert found["same_data"] is True and found["schema_changes"] == []
     assert all(d["value"] == 0 for d in found["drift"].values())  # same statistics artifact
     overall_auc = found["metrics"]["Overall"]["auc"]
     assert overall_auc[0] != overall_auc[1]  # a different model
     text = lineage_cli(config, "diff", "#2", "#3", capsys=capsys)
-    assert "Trainer.train_args.num_steps: 20 -> 30" in text
+    assert "Trainer.train_args.num_steps: 60 -> 1" in text
 
 
 def test_lineage_export_writes_json_dot_and_svg(runs, tmp_path, capsys):
-    config, store, _ = runs
+    config, store, _, _ = runs
     lineage_cli(config, "export", "-o", str(tmp_path / "lineage.json"), capsys=capsys)
     graph = json.loads((tmp_path / "lineage.json").read_text())
     assert len(graph["executions"]) == len(store.get_executions())
@@ -231,7 +371,7 @@ def test_lineage_export_writes_json_dot_and_svg(runs, tmp_path, capsys):
 
 
 def test_lineage_command_answers_bad_questions_plainly(runs, tmp_path):
-    config, _, _ = runs
+    config, _, _, _ = runs
 
     def ask(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

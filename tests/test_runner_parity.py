@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runners"))
 import kubeflow_runner  # noqa: E402
 
 IMAGE = "registry.example.com/cfpb-dispute:test"
+STATISTICS_RESOLVER_ID = "PreviousStatisticsResolver"
 REMOTE = PipelineConfig(
     data_dir="gs://bucket/cfpb/data", output_dir="gs://bucket/cfpb", train_steps=123
 )
@@ -61,21 +62,26 @@ def kfp_graph(spec: dict) -> dict[str, list[str]]:
 
 
 def local_graph_on_kubeflow(config: PipelineConfig) -> dict[str, list[str]]:
-    """The local graph less the edge KFP cannot express: the resolver's candidate input.
+    """The local graph less what KFP's compiler cannot express (see create_pipeline).
 
-    On KFP the baseline query tasks take no inputs (see create_pipeline), so the resolver
-    does not wait for Trainer; everything else is the same.
+    The baseline resolver's query takes no candidate input, so it does not wait for Trainer;
+    there is no previous-statistics resolver (no drift check). Everything else is the same.
     """
     graph = pipeline_graph(create_pipeline(config))
+    graph.pop(STATISTICS_RESOLVER_ID)
     graph[BASELINE_RESOLVER_ID] = []
-    return graph
+    return {
+        node: [u for u in upstream if u != STATISTICS_RESOLVER_ID]
+        for node, upstream in graph.items()
+    }
 
 
 def test_beam_and_local_runners_execute_the_pipeline_graph(tmp_path):
     config = PipelineConfig(output_dir=str(tmp_path))
     tfx_pipeline = create_pipeline(config)
     assert ir_graph(tfx_pipeline) == pipeline_graph(tfx_pipeline)
-    assert len(tfx_pipeline.components) == 10
+    assert len(tfx_pipeline.components) == 12
+    assert "DataValidationGate" in ir_graph(tfx_pipeline)["Transform"]  # the gate holds Transform
 
 
 def test_kubeflow_spec_has_the_pipeline_graph_image_and_runtime_parameters(tmp_path):
@@ -85,7 +91,7 @@ def test_kubeflow_spec_has_the_pipeline_graph_image_and_runtime_parameters(tmp_p
     pipeline_spec = spec["pipelineSpec"]
     executors = pipeline_spec["deploymentSpec"]["executors"]
     containers = [e["container"] for e in executors.values() if "container" in e]
-    assert len(containers) == 9  # every component but the resolver, which KFP runs itself
+    assert len(containers) == 10  # every component but the resolvers, which KFP runs itself
     assert {c["image"] for c in containers} == {IMAGE}
     assert all("--direct_running_mode=in_memory" in c["args"] for c in containers)
 

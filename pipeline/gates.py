@@ -1,0 +1,99 @@
+"""The data-validation gate: anomalies or drift stop the run before Transform and training.
+
+A small custom component between ExampleValidator and Transform. It fails (so nothing
+downstream runs, on every orchestrator) when ExampleValidator found anomalies against the
+curated schema, or when a feature with a drift comparator moved past its threshold since
+the previous data. Its error message, and describe_failure() for the runners, say which
+feature, what is wrong, and the values involved.
+"""
+
+# No `from __future__ import annotations`: TFX reads this component's signature at run time.
+
+import os
+
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Schema
+
+DRIFT_SPLIT = "train"
+ANOMALIES_FILE = "SchemaDiff.pb"  # ExampleValidator's output, one per split
+
+
+class DataValidationError(RuntimeError):
+    """Bad data reached the pipeline: nothing was trained."""
+
+
+def _split_names(uri: str) -> list[str]:
+    return sorted(n.removeprefix("Split-") for n in os.listdir(uri) if n.startswith("Split-"))
+
+
+def anomaly_problems(anomalies_uri: str) -> list[str]:
+    """ExampleValidator's findings, one line per split and feature."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+    from tfx.dsl.io import fileio
+
+    problems = []
+    for split in _split_names(anomalies_uri):
+        path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
+        with fileio.open(path, "rb") as handle:
+            anomalies = anomalies_pb2.Anomalies.FromString(handle.read())
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            problems.append(f"{split} split, {feature}: {info.description}")
+        if anomalies.HasField("dataset_anomaly_info"):
+            problems.append(f"{split} split: {anomalies.dataset_anomaly_info.description}")
+    return problems
+
+
+def drift_problems(statistics_uri: str, previous_uri: str, schema_uri: str) -> list[str]:
+    """Features whose distribution moved past their drift comparator's threshold."""
+    import tensorflow_data_validation as tfdv
+
+    def load(uri):
+        return tfdv.load_stats_binary(os.path.join(uri, f"Split-{DRIFT_SPLIT}", "FeatureStats.pb"))
+
+    schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
+    anomalies = tfdv.validate_statistics(
+        load(statistics_uri), schema, previous_statistics=load(previous_uri)
+    )
+    return [
+        f"drift from the previous data, {feature}: {info.description}"
+        for feature, info in sorted(anomalies.anomaly_info.items())
+        if any("DRIFT" in type_name for type_name in _reason_types(info))
+    ]
+
+
+def _reason_types(info) -> list[str]:
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    return [anomalies_pb2.AnomalyInfo.Type.Name(reason.type) for reason in info.reason]
+
+
+def data_problems(anomalies_uri, statistics_uri, schema_uri, previous_uri=None) -> list[str]:
+    problems = anomaly_problems(anomalies_uri)
+    if previous_uri and previous_uri != statistics_uri:
+        problems += drift_problems(statistics_uri, previous_uri, schema_uri)
+    return problems
+
+
+def explain(problems: list[str]) -> str:
+    lines = [f"Data validation failed ({len(problems)} problem(s)); nothing was trained:"]
+    lines += [f"  - {p}" for p in problems]
+    lines.append(
+        "Fix the data, or if the change is expected, review and accept a new schema with: "
+        "python -m pipeline.schema propose --data-dir DIR --write"
+    )
+    return "\n".join(lines)
+
+
+@component
+def DataValidationGate(  # noqa: N802 (a TFX component is named like a class)
+    anomalies: InputArtifact[ExampleAnomalies],
+    statistics: InputArtifact[ExampleStatistics],
+    schema: InputArtifact[Schema],
+    previous_statistics: InputArtifact[ExampleStatistics] = None,
+):
+    """Raise DataValidationError on anomalies or drift; pass otherwise."""
+    previous_uri = previous_statistics.uri if previous_statistics is not None else None
+    problems = data_problems(anomalies.uri, statistics.uri, schema.uri, previous_uri)
+    if problems:
+        raise DataValidationError(explain(problems))
