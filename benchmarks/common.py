@@ -41,7 +41,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 @dataclass
 class ComponentRun:
     seconds: float = 0.0
-    peak_rss_mib: float = 0.0
+    peak_rss_mib: float = 0.0  # of the runner and its children while the component ran
     cached: bool = False
 
 

@@ -22,7 +22,10 @@ def cell(run: PipelineRun, name: str, memory: bool = False) -> str:
     if component is None:
         return "-"
     text = "cached" if component.cached else f"{component.seconds:.1f} s"
-    return f"{text}, {component.peak_rss_mib:.0f} MiB" if memory else text
+    if not memory:
+        return text
+    peak = f"{component.peak_rss_mib:.0f} MiB" if component.peak_rss_mib else "too short to sample"
+    return f"{text}, {peak}"
 
 
 def main() -> None:
