@@ -15,6 +15,19 @@ from data import prepare  # noqa: E402
 from models import features  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# Runner flags for pipeline runs in tests: a few steps of everything, any AUC blessed.
+TINY_RUN_FLAGS = [
+    "--train-steps",
+    "10",
+    "--eval-steps",
+    "2",
+    "--tuner-trials",
+    "1",
+    "--tuner-train-steps",
+    "5",
+    "--min-auc",
+    "0.0",
+]
 FIXTURE_EXPORTS = sorted(FIXTURES.glob("*.csv"))
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN_FLAGS
 
 from models import features
 from pipeline import lineage
@@ -22,16 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runners"))
 import beam_runner  # noqa: E402
 
 ROWS_KEPT = 8  # every 8th row of the sample: about 800 rows
-TINY_RUN = [
-    "--train-steps",
-    "5",
-    "--eval-steps",
-    "2",
-    "--tuner-trials",
-    "1",
-    "--tuner-train-steps",
-    "5",
-]
 
 
 def sample_rows() -> list[dict]:
@@ -86,7 +77,7 @@ def test_bad_data_stops_the_run_before_transform(fault, tmp_path, capsys):
     make_bad, expected_words = BAD_DATA[fault]
     write_rows(make_bad(sample_rows()), tmp_path / "data")
     output_dir = tmp_path / "outputs"
-    argv = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(output_dir), *TINY_RUN]
+    argv = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(output_dir), *TINY_RUN_FLAGS]
 
     assert beam_runner.main(argv, runner="LocalDagRunner") == 1
     message = capsys.readouterr().err

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import write_quarter_sample
+from conftest import TINY_RUN_FLAGS, write_quarter_sample
 from mariadb_server import mariadb_server
 
 from pipeline import lineage
@@ -25,18 +25,6 @@ from pipeline.config import MYSQL_PASSWORD_ENV, PipelineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ("cfpb-a", "cfpb-b")
-TINY_RUN = [
-    "--train-steps",
-    "10",
-    "--eval-steps",
-    "2",
-    "--tuner-trials",
-    "1",
-    "--tuner-train-steps",
-    "5",
-    "--min-auc",
-    "0.0",
-]
 
 
 @dataclass
@@ -84,7 +72,7 @@ def mysql_runs(tmp_path_factory):
                         "--output-dir",
                         str(output_dir),
                         *store_flags,
-                        *TINY_RUN,
+                        *TINY_RUN_FLAGS,
                     ],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

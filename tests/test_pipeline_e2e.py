@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN_FLAGS
 
 from pipeline import lineage
 from pipeline.config import BUNDLED_DATA_DIR, PipelineConfig
@@ -31,19 +32,16 @@ from pipeline.config import BUNDLED_DATA_DIR, PipelineConfig
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 SMALL_RUN = [
+    *TINY_RUN_FLAGS,
     "--train-steps",
     "60",
     "--eval-steps",
     "4",
-    "--tuner-trials",
-    "1",
     "--tuner-train-steps",
     "10",
-    "--min-auc",
-    "0.0",
     "--input-pattern",
     SPAN_PATTERN,
-]
+]  # later flags win
 DOWNSTREAM_OF_TRAINING = {"Trainer", "Evaluator", "Pusher"}
 RESOLVERS = {"LatestBlessedModelResolver", "PreviousStatisticsResolver"}
 NODES = {
