@@ -3,8 +3,8 @@
 A small custom component between ExampleValidator and Transform. It fails (so nothing
 downstream runs, on every orchestrator) when ExampleValidator found anomalies against the
 curated schema, or when a feature with a drift comparator moved past its threshold since
-the previous data. Its error message, and describe_failure() for the runners, say which
-feature, what is wrong, and the values involved.
+the previous data. Its error message, and report.failure_report() for the runners, say
+which feature, what is wrong, and the values involved.
 """
 
 # No `from __future__ import annotations`: TFX reads this component's signature at run time.
@@ -24,7 +24,10 @@ class DataValidationError(RuntimeError):
 
 
 def _split_names(uri: str) -> list[str]:
-    return sorted(n.removeprefix("Split-") for n in os.listdir(uri) if n.startswith("Split-"))
+    from tfx.dsl.io import fileio  # local folders and gs:// or s3:// alike
+
+    names = (name.rstrip("/") for name in fileio.listdir(uri))
+    return sorted(n.removeprefix("Split-") for n in names if n.startswith("Split-"))
 
 
 def anomaly_problems(anomalies_uri: str) -> list[str]:
