@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
             why = report.failure_report(store, lineage.run_ids(store, config.pipeline_name)[-1])
         except Exception:  # noqa: BLE001 (explaining must not hide the failure itself)
             why = ""
-        print(f"\nPipeline stopped. {why or type(error).__name__}", file=sys.stderr)
+        first_line = (str(error).strip().splitlines() or [""])[0][:500]
+        print(f"\nPipeline stopped. {why}", file=sys.stderr)
+        print(f"Error: {type(error).__name__}: {first_line}", file=sys.stderr)
         print(f"See the full log: {log_path}", file=sys.stderr)
         return 1
     finally:
