@@ -73,8 +73,10 @@ def write_rows(rows: list[dict], folder: Path) -> None:
 
 
 @pytest.mark.parametrize("fault", BAD_DATA)
-def test_bad_data_stops_the_run_before_transform(fault, tmp_path, capsys):
+def test_bad_data_stops_the_run_before_transform(fault, tmp_path, capsys, monkeypatch):
     make_bad, expected_words = BAD_DATA[fault]
+    # Beam's absl flags read sys.argv: pytest's own -v would become --verbosity.
+    monkeypatch.setattr(sys, "argv", ["beam_runner.py"])
     write_rows(make_bad(sample_rows()), tmp_path / "data")
     output_dir = tmp_path / "outputs"
     argv = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(output_dir), *TINY_RUN_FLAGS]
