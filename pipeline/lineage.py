@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,7 +35,19 @@ class ExecutionRecord:
         return self.state == "CACHED"
 
 
-def connect(connection_config: metadata_store_pb2.ConnectionConfig) -> mlmd.MetadataStore:
+def connect(
+    connection_config: metadata_store_pb2.ConnectionConfig, attempts: int = 10
+) -> mlmd.MetadataStore:
+    """Open the store, retrying while another process creates its tables.
+
+    Two runs starting at once against an empty MySQL database race to create MLMD's
+    schema; the loser gets a RuntimeError that is safe to retry (TFX retries it too).
+    """
+    for _ in range(attempts - 1):
+        try:
+            return mlmd.MetadataStore(connection_config)
+        except RuntimeError:
+            time.sleep(random.uniform(0.2, 1.0))
     return mlmd.MetadataStore(connection_config)
 
 

@@ -37,57 +37,89 @@ class MySQLRuns:
 
 
 @pytest.fixture(scope="module")
-def mysql_runs(tmp_path_factory):
-    """Two pipelines run at the same time, one MLMD database, the same data."""
+def db(tmp_path_factory):
     with (
-        mariadb_server(tmp_path_factory.mktemp("mariadb")) as db,
+        mariadb_server(tmp_path_factory.mktemp("mariadb")) as server,
         pytest.MonkeyPatch.context() as env_patch,
     ):
-        env_patch.setenv(MYSQL_PASSWORD_ENV, db.password)
-        data_dir = tmp_path_factory.mktemp("mysql_data")
-        sample = write_quarter_sample(data_dir)
-        store_flags = [
-            "--mysql-host",
-            db.host,
-            "--mysql-port",
-            str(db.port),
-            "--mysql-database",
-            db.database,
-            "--mysql-user",
-            db.user,
-        ]
-        processes = {}
-        for name in PIPELINES:
-            output_dir = tmp_path_factory.mktemp(name)
-            processes[name] = (
-                output_dir,
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        str(PROJECT_ROOT / "runners" / "beam_runner.py"),
-                        "--pipeline-name",
-                        name,
-                        "--data-dir",
-                        str(data_dir),
-                        "--output-dir",
-                        str(output_dir),
-                        *store_flags,
-                        *TINY_RUN_FLAGS,
-                    ],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                ),
-            )
-        outputs = {
-            name: (out, process.communicate(timeout=1800)[0], process.returncode)
-            for name, (out, process) in processes.items()
-        }
-        config = PipelineConfig(
-            mysql_host=db.host, mysql_port=db.port, mysql_database=db.database, mysql_user=db.user
+        env_patch.setenv(MYSQL_PASSWORD_ENV, server.password)
+        yield server
+
+
+OPEN_STORE = """
+import sys
+from pipeline import lineage
+from pipeline.config import PipelineConfig
+host, port, database, user = sys.argv[1:]
+config = PipelineConfig(
+    mysql_host=host, mysql_port=int(port), mysql_database=database, mysql_user=user
+)
+lineage.connect(config.metadata_connection_config())
+"""
+
+
+def test_processes_opening_a_new_database_at_once_all_connect(db):
+    """MLMD's first connection creates its tables; racing processes retry, none fails."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_STORE, db.host, str(db.port), "fresh", db.user],
+            cwd=PROJECT_ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        store = lineage.connect(config.metadata_connection_config())
-        yield MySQLRuns(store, outputs, sample, store_flags, dict(os.environ))
+        for _ in range(6)
+    ]
+    outcomes = [(process.communicate(timeout=300)[1], process.returncode) for process in processes]
+    assert [error[-500:] for error, returncode in outcomes if returncode] == []
+
+
+@pytest.fixture(scope="module")
+def mysql_runs(db, tmp_path_factory):
+    """Two pipelines run at the same time, one MLMD database, the same data."""
+    data_dir = tmp_path_factory.mktemp("mysql_data")
+    sample = write_quarter_sample(data_dir)
+    store_flags = [
+        "--mysql-host",
+        db.host,
+        "--mysql-port",
+        str(db.port),
+        "--mysql-database",
+        db.database,
+        "--mysql-user",
+        db.user,
+    ]
+    processes = {}
+    for name in PIPELINES:
+        output_dir = tmp_path_factory.mktemp(name)
+        processes[name] = (
+            output_dir,
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(PROJECT_ROOT / "runners" / "beam_runner.py"),
+                    "--pipeline-name",
+                    name,
+                    "--data-dir",
+                    str(data_dir),
+                    "--output-dir",
+                    str(output_dir),
+                    *store_flags,
+                    *TINY_RUN_FLAGS,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+        )
+    outputs = {
+        name: (out, process.communicate(timeout=1800)[0], process.returncode)
+        for name, (out, process) in processes.items()
+    }
+    config = PipelineConfig(
+        mysql_host=db.host, mysql_port=db.port, mysql_database=db.database, mysql_user=db.user
+    )
+    store = lineage.connect(config.metadata_connection_config())
+    return MySQLRuns(store, outputs, sample, store_flags, dict(os.environ))
 
 
 def lineage_command(runs: MySQLRuns, *args: str) -> subprocess.CompletedProcess:
