@@ -60,7 +60,15 @@ def validation_failures(evaluation_uri: str) -> list[str]:
     return failures
 
 
-def _split_statistics(statistics_uri: str, split: str):
+def split_names(uri: str) -> list[str]:
+    """The splits of an artifact with one 'Split-<name>' folder per split (local, gs://, s3://)."""
+    from tfx.dsl.io import fileio
+
+    names = (name.rstrip("/") for name in fileio.listdir(uri))
+    return sorted(n.removeprefix("Split-") for n in names if n.startswith("Split-"))
+
+
+def split_statistics(statistics_uri: str, split: str):
     import tensorflow_data_validation as tfdv
 
     return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb"))
@@ -68,13 +76,9 @@ def _split_statistics(statistics_uri: str, split: str):
 
 def split_counts(statistics_uri: str) -> dict[str, int]:
     """Examples per split, from a StatisticsGen output."""
-    splits = sorted(
-        name.removeprefix("Split-")
-        for name in os.listdir(statistics_uri)
-        if name.startswith("Split-")
-    )
     return {
-        split: _split_statistics(statistics_uri, split).datasets[0].num_examples for split in splits
+        split: split_statistics(statistics_uri, split).datasets[0].num_examples
+        for split in split_names(statistics_uri)
     }
 
 
@@ -118,9 +122,9 @@ def drift(statistics_uri_a: str, statistics_uri_b: str, schema_uri: str) -> dict
         else:
             feature.drift_comparator.jensen_shannon_divergence.threshold = 1.0
     anomalies = tfdv.validate_statistics(
-        _split_statistics(statistics_uri_b, DRIFT_SPLIT),
+        split_statistics(statistics_uri_b, DRIFT_SPLIT),
         schema,
-        previous_statistics=_split_statistics(statistics_uri_a, DRIFT_SPLIT),
+        previous_statistics=split_statistics(statistics_uri_a, DRIFT_SPLIT),
     )
     result = {}
     for info in anomalies.drift_skew_info:

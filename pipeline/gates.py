@@ -15,19 +15,13 @@ from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Schema
 
-DRIFT_SPLIT = "train"
+from pipeline.artifacts import DRIFT_SPLIT, load_schema, split_names, split_statistics
+
 ANOMALIES_FILE = "SchemaDiff.pb"  # ExampleValidator's output, one per split
 
 
 class DataValidationError(RuntimeError):
     """Bad data reached the pipeline: nothing was trained."""
-
-
-def _split_names(uri: str) -> list[str]:
-    from tfx.dsl.io import fileio  # local folders and gs:// or s3:// alike
-
-    names = (name.rstrip("/") for name in fileio.listdir(uri))
-    return sorted(n.removeprefix("Split-") for n in names if n.startswith("Split-"))
 
 
 def anomaly_problems(anomalies_uri: str) -> list[str]:
@@ -36,7 +30,7 @@ def anomaly_problems(anomalies_uri: str) -> list[str]:
     from tfx.dsl.io import fileio
 
     problems = []
-    for split in _split_names(anomalies_uri):
+    for split in split_names(anomalies_uri):
         path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
         with fileio.open(path, "rb") as handle:
             anomalies = anomalies_pb2.Anomalies.FromString(handle.read())
@@ -51,12 +45,10 @@ def drift_problems(statistics_uri: str, previous_uri: str, schema_uri: str) -> l
     """Features whose distribution moved past their drift comparator's threshold."""
     import tensorflow_data_validation as tfdv
 
-    def load(uri):
-        return tfdv.load_stats_binary(os.path.join(uri, f"Split-{DRIFT_SPLIT}", "FeatureStats.pb"))
-
-    schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
     anomalies = tfdv.validate_statistics(
-        load(statistics_uri), schema, previous_statistics=load(previous_uri)
+        split_statistics(statistics_uri, DRIFT_SPLIT),
+        load_schema(schema_uri),
+        previous_statistics=split_statistics(previous_uri, DRIFT_SPLIT),
     )
     return [
         f"drift from the previous data, {feature}: {info.description}"
