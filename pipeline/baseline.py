@@ -65,8 +65,7 @@ class PreviousArtifactStrategy(_WithoutCandidate, LatestArtifactStrategy):
     def _produced_by_node(self, store: mlmd.MetadataStore, artifact_id: int) -> bool:
         from pipeline import lineage
 
-        return any(
-            lineage.node_id(store, event.execution_id) == self._producer_node
-            for event in store.get_events_by_artifact_ids([artifact_id])
-            if event.type in lineage.OUTPUT_EVENTS
-        )
+        try:
+            return lineage.producer(store, artifact_id)[0] == self._producer_node
+        except lineage.LineageError:  # not produced by any node, e.g. imported
+            return False

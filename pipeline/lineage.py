@@ -423,10 +423,10 @@ def examples_from(store: mlmd.MetadataStore, reference: str) -> list[metadata_st
     location = reference if "://" in reference else os.path.abspath(reference)
     found = []
     for item in store.get_artifacts_by_type("Examples"):
-        events = [e for e in store.get_events_by_artifact_ids([item.id]) if e.type in OUTPUT_EVENTS]
-        if not events:
+        try:
+            _, execution = producer(store, item.id)
+        except LineageError:  # e.g. imported, not produced
             continue
-        _, execution = producer(store, item.id)
         files = [f["path"] for f in json.loads(custom_property(item, "input_files") or "[]")]
         base = (execution_property(execution, "input_base") or "").rstrip("/")
         if location.rstrip("/") == base or location in files:
