@@ -19,10 +19,10 @@ import io
 import re
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from data.atomic import atomic_write
 from models import features
@@ -241,6 +241,25 @@ def _canonical_record(
     values[features.ZIP_KEY] = normalize_zip(values[features.ZIP_KEY])
     values[features.LABEL_KEY] = label
     return values
+
+
+def prepared_file_problem(path: str, opener: Callable[..., IO] = open) -> str | None:
+    """Why a file cannot be a prepared CSV at all, judged by its first line; else None.
+
+    `opener` opens the path in binary mode: TFX's fileio.open for gs:// or s3:// paths.
+    """
+    try:
+        with opener(path, "rb") as handle:
+            first_line = handle.readline().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        return f"{path} cannot be read as UTF-8 text ({type(error).__name__}: {error})"
+    columns = set(next(csv.reader([first_line]), []))
+    if not columns & set(features.CANONICAL_COLUMNS):
+        return (
+            f"{path} is not a prepared CFPB file (first line: {first_line[:80]!r}). "
+            "Prepare raw exports first: python -m data.prepare EXPORT -o FILE"
+        )
+    return None
 
 
 def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareReport:

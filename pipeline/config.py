@@ -136,9 +136,9 @@ def config_problems(config: PipelineConfig) -> list[str]:
                 "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
             )
         else:
-            from pipeline.example_gen import header_problem
+            from data.prepare import prepared_file_problem
 
-            problems += filter(None, map(header_problem, map(str, data_dir.glob(pattern))))
+            problems += filter(None, map(prepared_file_problem, map(str, data_dir.glob(pattern))))
     if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
         problems.append(f"--schema-file {config.schema_file} does not exist")
     for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):

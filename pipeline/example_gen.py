@@ -21,6 +21,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from data.prepare import prepared_file_problem
 from models import features
 from pipeline import provenance
 
@@ -49,25 +50,9 @@ def row_to_example(row: dict[str, str]) -> tf.train.Example:
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def header_problem(path: str) -> str | None:
-    """Why a file cannot be a prepared CFPB CSV at all, judged by its first line; else None."""
-    try:
-        with fileio.open(path, "rb") as handle:
-            first_line = handle.readline().decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        return f"{path} cannot be read as UTF-8 text ({type(error).__name__}: {error})"
-    columns = set(next(csv.reader([first_line]), []))
-    if not columns & set(features.CANONICAL_COLUMNS):
-        return (
-            f"{path} is not a prepared CFPB file (first line: {first_line[:80]!r}). "
-            "Prepare raw exports first: python -m data.prepare EXPORT -o FILE"
-        )
-    return None
-
-
 def read_canonical_csv(path: str) -> Iterator[dict[str, str]]:
     """Rows of one prepared CSV; columns it lacks are left for schema validation to report."""
-    problem = header_problem(path)
+    problem = prepared_file_problem(path, opener=fileio.open)
     if problem:
         raise ValueError(problem)
     with fileio.open(path, "r") as handle:
