@@ -127,10 +127,10 @@ def config_problems(config: PipelineConfig) -> list[str]:
     problems = []
     if not is_uri(config.data_dir):  # remote data is checked where it is read
         data_dir = Path(config.data_dir)
-        pattern = config.input_pattern.replace(SPAN_TOKEN, "*")
+        files = sorted(data_dir.glob(config.input_pattern.replace(SPAN_TOKEN, "*")))
         if not data_dir.is_dir():
             problems.append(f"--data-dir {config.data_dir} is not a folder")
-        elif not any(data_dir.glob(pattern)):
+        elif not files:
             problems.append(
                 f"--data-dir {config.data_dir} holds no file matching {config.input_pattern}; "
                 "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
@@ -138,7 +138,7 @@ def config_problems(config: PipelineConfig) -> list[str]:
         else:
             from data.prepare import prepared_file_problem
 
-            problems += filter(None, map(prepared_file_problem, map(str, data_dir.glob(pattern))))
+            problems += filter(None, map(prepared_file_problem, map(str, files)))
     if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
         problems.append(f"--schema-file {config.schema_file} does not exist")
     for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):

@@ -23,16 +23,15 @@ class AtomicPusherExecutor(TfxPusherExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
         key = standard_component_specs.PUSH_DESTINATION_KEY
         destination = json.loads(exec_properties[key])
-        base = destination.get("filesystem", {}).get("baseDirectory") or destination.get(
-            "filesystem", {}
-        ).get("base_directory")
+        # The proto's JSON form, with either field-name spelling.
+        filesystem = destination.get("filesystem", {})
+        base = filesystem.pop("baseDirectory", None) or filesystem.get("base_directory")
         if not base or "://" in base:
             super().Do(input_dict, output_dict, exec_properties)
             return
         staging = os.path.join(base, STAGING_DIR)
         shutil.rmtree(staging, ignore_errors=True)  # whatever a crashed push left
-        destination["filesystem"] = {**destination["filesystem"], "base_directory": staging}
-        destination["filesystem"].pop("baseDirectory", None)
+        filesystem["base_directory"] = staging
         super().Do(input_dict, output_dict, {**exec_properties, key: json.dumps(destination)})
 
         pushed = artifact_utils.get_single_instance(

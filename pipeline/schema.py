@@ -106,7 +106,7 @@ def propose(data_dir: str, current_path: Path = SCHEMA_FILE) -> tuple[list[str],
         f"{name}: {info.short_description}: {info.description}"
         for name, info in sorted(anomalies.anomaly_info.items())
     ]
-    proposed = curate(tfdv.update_schema(load(current_path), statistics), statistics)
+    proposed = curate(tfdv.update_schema(current, statistics), statistics)  # a new proto
     return problems, as_text(current), as_text(proposed)
 
 
