@@ -136,3 +136,16 @@ def test_a_crashed_push_leaves_no_partial_model(tmp_path, monkeypatch):
     (version,) = serving.iterdir()  # the staging folder is gone too
     assert (version / "saved_model.pb").read_text() == "graph"
     assert pushed.get_string_custom_property("pushed_destination") == str(version)
+
+
+def test_schema_proposal_names_the_new_value_and_adds_it_to_the_domain(tmp_path):
+    from pipeline import schema
+
+    write_rows(unknown_product(sample_rows()), tmp_path)
+    problems, current, proposed = schema.propose(str(tmp_path))
+
+    assert any(p.startswith("product:") and "Crypto wallet" in p for p in problems), problems
+    assert "Crypto wallet" not in current and 'value: "Crypto wallet"' in proposed
+    # The project's rules survive the update: the label stays 0/1, drift comparators stay.
+    assert proposed.count("drift_comparator") == len(schema.DRIFT_THRESHOLDS)
+    assert "min: 0\n    max: 1" in proposed
