@@ -45,16 +45,27 @@ def raw_rows(prepared_csv) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def write_quarter_sample(data_dir: Path) -> Path:
-    """Every 4th row of the bundled sample (about 1,650 rows) as data_dir/complaints.csv."""
+def bundled_rows(every: int = 1) -> list[dict]:
+    """Every `every`-th row of the bundled sample, as the prepared CSV's columns."""
     from pipeline.config import BUNDLED_DATA_DIR
 
     with open(BUNDLED_DATA_DIR / "complaints.csv", newline="", encoding="utf-8") as handle:
-        records = list(csv.reader(handle))  # records, not lines: narratives span lines
-    output = data_dir / "complaints.csv"
-    with open(output, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, lineterminator="\n").writerows([records[0], *records[1::4]])
-    return output
+        return list(csv.DictReader(handle))[::every]
+
+
+def write_rows(rows: list[dict], path: Path) -> Path:
+    """Rows as a prepared CSV (the first row's columns), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_quarter_sample(data_dir: Path) -> Path:
+    """Every 4th row of the bundled sample (about 1,650 rows) as data_dir/complaints.csv."""
+    return write_rows(bundled_rows(every=4), data_dir / "complaints.csv")
 
 
 def pipeline_graph(tfx_pipeline) -> dict[str, list[str]]:

@@ -7,27 +7,21 @@ with the fault named, having trained and pushed nothing.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN_FLAGS
+from conftest import TINY_RUN_FLAGS, bundled_rows, write_rows
 
 from models import features
 from pipeline import lineage
-from pipeline.config import BUNDLED_DATA_DIR, PipelineConfig
+from pipeline.config import PipelineConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runners"))
 import beam_runner  # noqa: E402
 
 ROWS_KEPT = 8  # every 8th row of the sample: about 800 rows
-
-
-def sample_rows() -> list[dict]:
-    with open(BUNDLED_DATA_DIR / "complaints.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))[::ROWS_KEPT]
 
 
 def drop_product(rows):
@@ -64,20 +58,12 @@ BAD_DATA = {
 }
 
 
-def write_rows(rows: list[dict], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "complaints.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 @pytest.mark.parametrize("fault", BAD_DATA)
 def test_bad_data_stops_the_run_before_transform(fault, tmp_path, capsys, monkeypatch):
     make_bad, expected_words = BAD_DATA[fault]
     # Beam's absl flags read sys.argv: pytest's own -v would become --verbosity.
     monkeypatch.setattr(sys, "argv", ["beam_runner.py"])
-    write_rows(make_bad(sample_rows()), tmp_path / "data")
+    write_rows(make_bad(bundled_rows(every=ROWS_KEPT)), tmp_path / "data" / "complaints.csv")
     output_dir = tmp_path / "outputs"
     argv = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(output_dir), *TINY_RUN_FLAGS]
 
@@ -141,7 +127,7 @@ def test_a_crashed_push_leaves_no_partial_model(tmp_path, monkeypatch):
 def test_schema_proposal_names_the_new_value_and_adds_it_to_the_domain(tmp_path):
     from pipeline import schema
 
-    write_rows(unknown_product(sample_rows()), tmp_path)
+    write_rows(unknown_product(bundled_rows(every=ROWS_KEPT)), tmp_path / "complaints.csv")
     problems, current, proposed = schema.propose(str(tmp_path))
 
     assert any(p.startswith("product:") and "Crypto wallet" in p for p in problems), problems

@@ -13,7 +13,6 @@ New data arrives as spans (data/span-N/complaints.csv); six runs share one outpu
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -24,10 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN_FLAGS
+from conftest import TINY_RUN_FLAGS, bundled_rows, write_rows
 
 from pipeline import lineage
-from pipeline.config import BUNDLED_DATA_DIR, PipelineConfig
+from pipeline.config import PipelineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SPAN_PATTERN = "span-{SPAN}/*.csv"
@@ -111,21 +110,10 @@ def kill_when_training(data_dir: Path, output_dir: Path) -> str:
     return "".join(console)
 
 
-def write_span(data_dir: Path, span: int, rows: list[dict]) -> Path:
-    folder = data_dir / f"span-{span}"
-    folder.mkdir(parents=True)
-    with open(folder / "complaints.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return folder / "complaints.csv"
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Spans from the bundled sample by date received (every other row), and the six runs."""
-    with open(BUNDLED_DATA_DIR / "complaints.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[::2]
+    rows = bundled_rows(every=2)
     before_2016 = [r for r in rows if r["date_received"] < "2016-01-01"]
     from_2016 = [r for r in rows if r["date_received"] >= "2016-01-01"]
     mostly_mortgages = [
@@ -135,14 +123,14 @@ def runs(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     output_dir = tmp_path_factory.mktemp("outputs")
     config = PipelineConfig(data_dir=data_dir, output_dir=output_dir)
-    span_files = [write_span(data_dir, 1, before_2016)]
+    span_files = [write_rows(before_2016, data_dir / "span-1" / "complaints.csv")]
     first = run_pipeline(data_dir, output_dir)
     rerun = run_pipeline(data_dir, output_dir)
     worse = run_pipeline(data_dir, output_dir, "--train-steps", "1", runner="local_runner.py")
-    span_files.append(write_span(data_dir, 2, from_2016))
+    span_files.append(write_rows(from_2016, data_dir / "span-2" / "complaints.csv"))
     killed = kill_when_training(data_dir, output_dir)
     resumed = run_pipeline(data_dir, output_dir)
-    span_files.append(write_span(data_dir, 3, mostly_mortgages))
+    span_files.append(write_rows(mostly_mortgages, data_dir / "span-3" / "complaints.csv"))
     drifted = run_pipeline(data_dir, output_dir, exit_code=1)
     store = lineage.connect(config.metadata_connection_config())
     consoles = {
