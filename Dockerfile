@@ -17,5 +17,6 @@ COPY setup.py ./
 COPY data data
 COPY models models
 COPY pipeline pipeline
+COPY lineage lineage
 COPY runners runners
 RUN uv pip install --system --no-cache --no-deps .

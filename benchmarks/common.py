@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import re
 import subprocess
 import sys
 import threading
@@ -15,13 +14,12 @@ from pathlib import Path
 
 import psutil
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
+from pipeline import names
+from pipeline.config import PROJECT_ROOT
+
 RUNNER = PROJECT_ROOT / "runners" / "beam_runner.py"
-STARTED = re.compile(r"^\[\s*\d+/\d+\] (\S+) \.\.\.$")
-FINISHED = re.compile(r"^\s+(\S+) finished in ")
 SAMPLE_SECONDS = 0.2
-DATA_HEAVY = ("ExampleGen", "StatisticsGen", "Transform", "Evaluator")
+DATA_HEAVY = (names.EXAMPLE_GEN, names.STATISTICS_GEN, names.TRANSFORM, names.EVALUATOR)
 
 
 def machine() -> str:
@@ -64,7 +62,12 @@ def tree_rss_mib(process: psutil.Process) -> float:
 
 
 def run_pipeline(*flags: str) -> PipelineRun:
-    """Run beam_runner.py; time each component from its progress lines, sample memory."""
+    """Run beam_runner.py, sampling memory; component times and cache states come from MLMD."""
+    from lineage import queries
+    from lineage import store as lineage_store
+    from pipeline.run import parse_arguments
+
+    config = parse_arguments(list(flags), "BeamDagRunner")
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, str(RUNNER), *flags],
@@ -74,17 +77,12 @@ def run_pipeline(*flags: str) -> PipelineRun:
         bufsize=1,
     )
     watched = psutil.Process(process.pid)
-    result = PipelineRun(wall_seconds=0.0)
-    current: list[str] = []
-    begun: dict[str, float] = {}
+    samples: list[tuple[float, float]] = []  # (epoch milliseconds, MiB)
     stop = threading.Event()
 
     def sample_memory() -> None:
-        while not stop.is_set():
-            rss = tree_rss_mib(watched) if process.poll() is None else 0.0
-            for name in list(current):
-                component = result.components.setdefault(name, ComponentRun())
-                component.peak_rss_mib = max(component.peak_rss_mib, rss)
+        while not stop.is_set() and process.poll() is None:
+            samples.append((time.time() * 1000, tree_rss_mib(watched)))
             stop.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample_memory, daemon=True)
@@ -93,41 +91,38 @@ def run_pipeline(*flags: str) -> PipelineRun:
     for line in process.stdout:
         lines.append(line)
         print(line, end="", file=sys.stderr, flush=True)  # progress for the person waiting
-        if match := STARTED.match(line.rstrip()):
-            current.append(match.group(1))
-            begun[match.group(1)] = time.monotonic()
-        elif match := FINISHED.match(line.rstrip()):
-            name = match.group(1)
-            if name in current:
-                current.remove(name)
-            component = result.components.setdefault(name, ComponentRun())
-            component.seconds = time.monotonic() - begun.get(name, time.monotonic())
     process.wait()
     stop.set()
     sampler.join()
-    result.wall_seconds = time.monotonic() - started
-    result.console = "".join(lines)
+    result = PipelineRun(wall_seconds=time.monotonic() - started, console="".join(lines))
     if process.returncode != 0:
         raise RuntimeError(
             f"pipeline failed (exit {process.returncode}):\n{result.console[-3000:]}"
         )
-    for line in result.console.splitlines():  # the runner's summary table says what was cached
-        parts = line.split()
-        if len(parts) == 4 and parts[0] in result.components and parts[2] == "cached":
-            result.components[parts[0]].cached = True
+    store = lineage_store.connect(config.metadata_connection_config())
+    run_id = lineage_store.run_ids(store, config.pipeline_name)[-1]
+    for record in queries.run_summary(store, run_id).executions:
+        begin = record.execution.create_time_since_epoch
+        end = record.execution.last_update_time_since_epoch
+        result.components[record.node_id] = ComponentRun(
+            seconds=record.seconds,
+            peak_rss_mib=max((mib for t, mib in samples if begin <= t <= end), default=0.0),
+            cached=record.cached,
+        )
     return result
 
 
 def pushed_model(output_dir: str) -> tuple[str, str]:
     """(pushed SavedModel folder, Examples artifact URI it was trained on) from the MLMD store."""
-    from pipeline import lineage
+    from lineage import queries
+    from lineage import store as lineage_store
     from pipeline.config import PipelineConfig
 
     config = PipelineConfig(output_dir=output_dir)
     if not config.metadata_path.is_file():
         raise SystemExit(f"no pipeline run in {output_dir}: run ./run.sh first (or --output-dir)")
-    store = lineage.connect(config.metadata_connection_config())
-    found = lineage.trace(store, "latest-pushed")
+    store = lineage_store.connect(config.metadata_connection_config())
+    found = queries.trace(store, "latest-pushed")
     return found["pushed"][-1]["destination"], found["examples"]["uri"]
 
 

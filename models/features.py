@@ -45,6 +45,8 @@ ZIP3_KEY = "zip3"
 YEAR_KEY = "year_received"
 MONTH_KEY = "month_received"
 DERIVED_CATEGORICAL_KEYS = (ZIP3_KEY, YEAR_KEY, MONTH_KEY)
+# Every feature the model embeds as a category.
+CATEGORY_KEYS = CATEGORICAL_KEYS + DERIVED_CATEGORICAL_KEYS
 
 # The serving signature's output: the probability that the consumer disputes.
 PREDICTION_KEY = "dispute_probability"

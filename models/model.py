@@ -8,8 +8,6 @@ import tensorflow_transform as tft
 
 from models import features
 
-CATEGORY_KEYS = features.CATEGORICAL_KEYS + features.DERIVED_CATEGORICAL_KEYS
-
 
 def make_reproducible(seed: int) -> None:
     """Same seed, same data, same code: the same model (at some cost in speed)."""
@@ -35,7 +33,7 @@ def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, in
             features.vocabulary_name(key)
         )
         + features.OOV_BUCKETS
-        for key in CATEGORY_KEYS
+        for key in features.CATEGORY_KEYS
     }
     text_vocabulary = tf_transform_output.vocabulary_size_by_name(
         features.vocabulary_name(features.TEXT_KEY)
@@ -47,7 +45,7 @@ def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, in
 def build_model(hp: kt.HyperParameters, sizes: dict[str, int]) -> tf.keras.Model:
     """Embeddings of every category and the mean embedding of the narrative's words."""
     inputs, encoded = {}, []
-    for key in CATEGORY_KEYS:
+    for key in features.CATEGORY_KEYS:
         name = features.transformed_name(key)
         inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
         embedding = tf.keras.layers.Embedding(

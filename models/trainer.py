@@ -58,8 +58,7 @@ def load_hyperparameters(config: dict | None) -> kt.HyperParameters:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Train, record the learning curves, and save the model with its serving signature."""
-    custom_config = fn_args.custom_config or {}
-    model.make_reproducible(int(custom_config.get("seed", 0)))
+    model.make_reproducible(int(fn_args.custom_config["seed"]))  # set by create_pipeline
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     hp = load_hyperparameters(fn_args.hyperparameters)
 

@@ -8,21 +8,23 @@ from tfx import v1 as tfx
 
 from models import inputs, model
 
-DEFAULT_TRIALS = 4
-
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
-    """RandomSearch maximising validation AUC; custom_config['max_trials'] is its budget."""
+    """RandomSearch maximising validation AUC.
+
+    custom_config carries the budget (max_trials) and the seed; create_pipeline sets both from
+    PipelineConfig, the one place their defaults live.
+    """
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     sizes = model.vocabulary_sizes(tf_transform_output)
-    custom_config = fn_args.custom_config or {}
-    model.make_reproducible(int(custom_config.get("seed", 0)))
+    custom_config = fn_args.custom_config
+    model.make_reproducible(int(custom_config["seed"]))
     tuner = kt.RandomSearch(
         lambda hp: model.build_model(hp, sizes),
         hyperparameters=model.hyperparameter_space(),
         objective=kt.Objective("val_auc", direction="max"),
-        max_trials=int(custom_config.get("max_trials", DEFAULT_TRIALS)),
-        seed=int(custom_config.get("seed", 0)),
+        max_trials=int(custom_config["max_trials"]),
+        seed=int(custom_config["seed"]),
         directory=fn_args.working_dir,
         project_name="cfpb_dispute",
     )

@@ -176,9 +176,11 @@ def join_location(base: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}"
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One --flag per PipelineConfig field, with its default and help."""
+def add_config_arguments(parser, names: tuple[str, ...] | None = None) -> None:
+    """One --flag per PipelineConfig field (or per named field), with its default and help."""
     for config_field in dataclasses.fields(PipelineConfig):
+        if names is not None and config_field.name not in names:
+            continue
         flag = "--" + config_field.name.replace("_", "-")
         help_text = config_field.metadata["help"]
         extra = {k: v for k, v in config_field.metadata.items() if k != "help"}

@@ -17,15 +17,16 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
 from tfx.orchestration.data_types import RuntimeParameter
 
 from models import features
-from pipeline import example_gen, provenance
-from pipeline.baseline import (
+from pipeline import names
+from pipeline.components import example_gen, provenance
+from pipeline.components.baseline import (
     CANDIDATE_KEY,
     PreviousArtifactStrategy,
     PreviousBlessedModelStrategy,
 )
+from pipeline.components.gates import DataValidationGate
+from pipeline.components.push import AtomicPusherExecutor
 from pipeline.config import PROJECT_ROOT, PipelineConfig
-from pipeline.gates import DataValidationGate
-from pipeline.push import AtomicPusherExecutor
 
 # User code is referenced by import path: the project is installed wherever executors
 # run (see README, "Why functions by module path").
@@ -33,12 +34,10 @@ PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 TUNER_FN = "models.tuner.tuner_fn"
 RUN_FN = "models.trainer.run_fn"
 CODE_DIRS = ("models",)
-BASELINE_RESOLVER_ID = "LatestBlessedModelResolver"
 # Runtime parameters of the Kubeflow flavour: set per run when submitting the spec.
 DATA_DIR_PARAMETER = "data-dir"
 TRAIN_ARGS_PARAMETER = "train-args"
 SLICE_KEYS = ("product", "issue")
-METRICS = ("AUC", "BinaryAccuracy", "Precision", "Recall", "ExampleCount")
 # Metrics beyond this many significant digits are noise and would make change
 # thresholds flaky.
 AUC_EPSILON = 1e-10
@@ -64,7 +63,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             absolute={"value": -config.max_auc_drop - AUC_EPSILON},
         ),
     )
-    metrics = [tfma.MetricConfig(class_name=name) for name in METRICS if name != "AUC"]
+    metrics = [tfma.MetricConfig(class_name=name) for name in names.EVAL_METRICS if name != "AUC"]
     metrics.append(
         tfma.MetricConfig(
             class_name="AUC",
@@ -109,22 +108,43 @@ def runtime_parameter_values(config: PipelineConfig) -> dict[str, str]:
     }
 
 
-def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.Pipeline:
+# How create_pipeline adapts the graph to TFX's KFP v2 compiler (runners/kubeflow_runner.py).
+KUBEFLOW_OPTIONS = {
+    "runtime_parameters": True,
+    "exclude_candidate_from_baseline": False,
+    "check_drift": False,
+}
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    *,
+    runtime_parameters: bool = False,
+    exclude_candidate_from_baseline: bool = True,
+    check_drift: bool = True,
+) -> tfx.dsl.Pipeline:
     """ExampleGen, statistics, the curated schema, validation and its gate, Transform, Tuner,
     Trainer, Evaluator against the previous blessed model, Pusher.
 
-    kubeflow=True adapts the same graph to TFX's KFP v2 compiler: the data folder and the
-    training arguments become runtime parameters set when a run is submitted, the baseline
-    resolver uses TFX's plain LatestBlessedModelStrategy (the only blessed-model strategy that
-    compiler accepts), and there is no drift check (see README, "Kubeflow Pipelines and
-    Vertex AI").
+    Args:
+      config: every setting of the run (paths, training budget, thresholds, Beam, MLMD).
+      runtime_parameters: make the data folder and the training arguments KFP runtime
+        parameters, set when a run is submitted (valued from config by default).
+      exclude_candidate_from_baseline: the Evaluator's baseline is the latest blessed model
+        other than this run's own, so an unchanged rerun stays fully cached. False gives
+        TFX's plain LatestBlessedModelStrategy, the only one KFP's compiler accepts.
+      check_drift: the data gate also compares statistics with the previous run's. KFP's
+        resolvers query by type only and would also match Transform's statistics, so there
+        the gate checks the schema only (see README, "Kubeflow Pipelines and Vertex AI").
+
+    KUBEFLOW_OPTIONS holds the values for KFP.
     """
     fingerprint = {"code_fingerprint": code_fingerprint(), "seed": config.seed}
     data_dir: str | RuntimeParameter = str(config.data_dir)
     train_args: tfx.proto.TrainArgs | RuntimeParameter = tfx.proto.TrainArgs(
         num_steps=config.train_steps
     )
-    if kubeflow:
+    if runtime_parameters:
         defaults = runtime_parameter_values(config)
         data_dir, train_args = (
             RuntimeParameter(name=name, ptype=str, default=defaults[name])
@@ -147,23 +167,23 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
             )
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
-    ).with_id("ExampleGen")
+    ).with_id(names.EXAMPLE_GEN)
     examples = example_gen_component.outputs["examples"]
 
-    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(names.STATISTICS_GEN)
     statistics = statistics_gen.outputs["statistics"]
     schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id(
-        "SchemaImporter"
+        names.SCHEMA_IMPORTER
     )
     schema = schema_importer.outputs["schema"]
-    example_validator = tfx.components.ExampleValidator(statistics=statistics, schema=schema)
-    # Drift is checked against StatisticsGen's output of the previous run. On KFP a resolver
-    # can only query by type, which would also match Transform's statistics, so there the
-    # gate checks the schema only (see README).
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics, schema=schema
+    ).with_id(names.EXAMPLE_VALIDATOR)
+    # Drift is checked against StatisticsGen's output of the previous run.
     previous_statistics = None
-    if not kubeflow:
+    if check_drift:
         previous_statistics = look_back(
-            "PreviousStatisticsResolver",
+            names.PREVIOUS_STATISTICS_RESOLVER,
             PreviousArtifactStrategy,
             candidate=statistics,
             config={"producer_node": statistics_gen.id},  # not Transform's statistics
@@ -174,13 +194,13 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         statistics=statistics,
         schema=schema,
         previous_statistics=previous_statistics and previous_statistics.outputs["statistics"],
-    ).with_id("DataValidationGate")
+    ).with_id(names.DATA_GATE)
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=fingerprint,
-    )
+    ).with_id(names.TRANSFORM)
     transform.add_upstream_node(data_gate)  # nothing is transformed or trained from bad data
     transformed = transform.outputs["transformed_examples"]
     transform_graph = transform.outputs["transform_graph"]
@@ -192,7 +212,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config={**fingerprint, "max_trials": config.tuner_trials},
-    )
+    ).with_id(names.TUNER)
     trainer = tfx.components.Trainer(
         examples=transformed,
         transform_graph=transform_graph,
@@ -202,11 +222,13 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         train_args=train_args,
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config=fingerprint,
-    )
+    ).with_id(names.TRAINER)
     baseline_model = look_back(
-        BASELINE_RESOLVER_ID,
-        LatestBlessedModelStrategy if kubeflow else PreviousBlessedModelStrategy,
-        candidate=None if kubeflow else trainer.outputs["model"],
+        names.BASELINE_RESOLVER,
+        PreviousBlessedModelStrategy
+        if exclude_candidate_from_baseline
+        else LatestBlessedModelStrategy,
+        candidate=trainer.outputs["model"] if exclude_candidate_from_baseline else None,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     )
@@ -215,7 +237,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         eval_config=eval_config(config),
-    )
+    ).with_id(names.EVALUATOR)
     pusher = tfx.components.Pusher(
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
         model=trainer.outputs["model"],
@@ -225,7 +247,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx.dsl.P
                 base_directory=str(config.serving_model_dir)
             )
         ),
-    )
+    ).with_id(names.PUSHER)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=str(config.pipeline_root),

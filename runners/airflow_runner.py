@@ -18,13 +18,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a symlinked DAG file
-
-import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from pipeline.config import PROJECT_ROOT, PipelineConfig, redact_passwords_in_logs  # noqa: E402
+from pipeline.config import PROJECT_ROOT, PipelineConfig, redact_passwords_in_logs
 
 SETTING_PREFIX = "CFPB_"
 

@@ -18,11 +18,9 @@ import sys
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone as a script
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notices, not ours
 
-import pipeline  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from pipeline import config as pipeline_config  # noqa: E402
 
 DEFAULT_SPEC_FILE = "cfpb-dispute-kfp.json"
@@ -67,7 +65,7 @@ def compile_pipeline(config: pipeline_config.PipelineConfig, image: str, spec_fi
     """Write the KFP v2 PipelineJob JSON for create_pipeline(config) and return its path."""
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline, runtime_parameter_values
+    from pipeline.pipeline import KUBEFLOW_OPTIONS, create_pipeline, runtime_parameter_values
 
     spec_file = spec_file.resolve()
     spec_file.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +77,8 @@ def compile_pipeline(config: pipeline_config.PipelineConfig, image: str, spec_fi
         output_filename=spec_file.name,
     )
     runner.run(
-        create_pipeline(config, kubeflow=True), parameter_values=runtime_parameter_values(config)
+        create_pipeline(config, **KUBEFLOW_OPTIONS),
+        parameter_values=runtime_parameter_values(config),
     )
     return spec_file
 

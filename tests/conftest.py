@@ -6,13 +6,13 @@ import csv
 import os
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
 from data import prepare  # noqa: E402
-from models import features  # noqa: E402
+from models import features  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from pipeline import names  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Runner flags for pipeline runs in tests: a few steps of everything, any AUC blessed.
@@ -29,6 +29,15 @@ TINY_RUN_FLAGS = [
     "0.0",
 ]
 FIXTURE_EXPORTS = sorted(FIXTURES.glob("*.csv"))
+# The components a pushed model's lineage passes through, data to push.
+MODEL_CHAIN = (
+    names.EXAMPLE_GEN,
+    names.TRANSFORM,
+    names.TUNER,
+    names.TRAINER,
+    names.EVALUATOR,
+    names.PUSHER,
+)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +52,15 @@ def prepared_csv(tmp_path_factory) -> Path:
 def raw_rows(prepared_csv) -> list[dict]:
     with open(prepared_csv, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests under tests/e2e/ (pipeline runs, servers, Airflow, KFP, notebook) are marked e2e:
+    `./test.sh -m "not e2e"` runs the fast unit tier."""
+    e2e_dir = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e_dir in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 def bundled_rows(every: int = 1) -> list[dict]:

@@ -15,7 +15,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Schema
 
-from pipeline.artifacts import DRIFT_SPLIT, load_schema, split_names, split_statistics
+from lineage.artifacts import DRIFT_SPLIT, load_schema, split_names, split_statistics
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # ExampleValidator's output, one per split
 
@@ -75,7 +75,7 @@ def explain(problems: list[str]) -> str:
     lines += [f"  - {p}" for p in problems]
     lines.append(
         "Fix the data, or if the change is expected, review and accept a new schema with: "
-        "python -m pipeline.schema propose --data-dir DIR --write"
+        "python -m pipeline.schema_cli propose --data-dir DIR --write"
     )
     return "\n".join(lines)
 

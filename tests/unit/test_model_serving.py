@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from models import features, model, trainer
-from pipeline.example_gen import row_to_example
+from pipeline.components.example_gen import row_to_example
 
 
 def _dataset(instances: list[dict]) -> tf.data.Dataset:

@@ -7,7 +7,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "interactive_pipeline.ipynb"
+from pipeline.config import PROJECT_ROOT
+
+NOTEBOOK = PROJECT_ROOT / "notebooks" / "interactive_pipeline.ipynb"
 
 
 def small_parameters(output_dir: Path) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+from pipeline.names import EVAL_METRICS
+
 OVERALL = "Overall"
-REPORTED_METRICS = ("auc", "binary_accuracy", "precision", "recall", "example_count")
 DRIFT_SPLIT = "train"
 
 
@@ -24,7 +25,7 @@ def slice_metrics(evaluation_uri: str, model: str | None = None) -> dict[str, di
         values = next(iter(next(iter(metrics.values())).values()))
         by_slice[name] = {
             metric: float(values[metric]["doubleValue"])
-            for metric in REPORTED_METRICS
+            for metric in EVAL_METRICS.values()
             if metric in values and "doubleValue" in values[metric]
         }
     return by_slice
@@ -82,10 +83,16 @@ def split_counts(statistics_uri: str) -> dict[str, int]:
     }
 
 
-def load_schema(schema_uri: str):
+def load_schema_file(path: str):
+    """A schema in TFDV's text format: the curated file, or one inside a Schema artifact."""
     import tensorflow_data_validation as tfdv
 
-    return tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
+    return tfdv.load_schema_text(path)
+
+
+def load_schema(schema_uri: str):
+    """The schema of a Schema artifact (SchemaGen's or ImportSchemaGen's output folder)."""
+    return load_schema_file(os.path.join(schema_uri, "schema.pbtxt"))
 
 
 def schema_changes(schema_uri_a: str, schema_uri_b: str) -> list[str]:

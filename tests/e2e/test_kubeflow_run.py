@@ -1,6 +1,6 @@
 """The compiled KFP v2 spec runs: every task, through TFX's Kubeflow V2 container entrypoint.
 
-tests/kfp_launcher.py plays the KFP backend's part (filling each task's ExecutorInput); the
+tests/support/kfp_launcher.py plays the KFP backend's part (filling each task's ExecutorInput); the
 commands and arguments are the spec's own, run with this environment's python as the
 container would run the image's. Runtime parameters are set as at submission: the data
 folder (a quarter of the sample) and the training arguments (7 steps) replace the values
@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import write_quarter_sample
-from kfp_launcher import run_spec
+from support.kfp_launcher import run_spec
 
+from pipeline import names
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import DATA_DIR_PARAMETER, TRAIN_ARGS_PARAMETER
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runners"))
-import kubeflow_runner  # noqa: E402
+from runners import kubeflow_runner
 
 SUBMITTED_TRAIN_STEPS = 7  # fewer than 10 steps makes as many one-step epochs
 
@@ -53,9 +51,9 @@ def kubeflow_run(tmp_path_factory):
 
 def test_every_task_runs_and_a_blessed_model_is_pushed(kubeflow_run):
     config, produced, _ = kubeflow_run
-    blessing = produced[("Evaluator", "blessing")][0]
+    blessing = produced[(names.EVALUATOR, "blessing")][0]
     assert blessing["metadata"]["blessed"] == 1
-    pushed = produced[("Pusher", "pushed_model")][0]
+    pushed = produced[(names.PUSHER, "pushed_model")][0]
     assert pushed["metadata"]["pushed"] == 1
     versions = list(Path(config.serving_model_dir).iterdir())
     assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
@@ -66,13 +64,13 @@ def test_runtime_parameters_set_at_submission_are_used(kubeflow_run):
     import tensorflow_data_validation as tfdv
 
     _, produced, sample_rows = kubeflow_run
-    statistics_uri = Path(produced[("StatisticsGen", "statistics")][0]["uri"])
+    statistics_uri = Path(produced[(names.STATISTICS_GEN, "statistics")][0]["uri"])
     examples = sum(
         tfdv.load_stats_binary(str(path)).datasets[0].num_examples
         for path in statistics_uri.glob("Split-*/FeatureStats.pb")
     )
     assert examples == sample_rows  # the submitted data-dir, not the bundled sample
 
-    model_run = Path(produced[("Trainer", "model_run")][0]["uri"])
+    model_run = Path(produced[(names.TRAINER, "model_run")][0]["uri"])
     history = json.loads((model_run / "history.json").read_text())["history"]
     assert len(history["loss"]) == SUBMITTED_TRAIN_STEPS

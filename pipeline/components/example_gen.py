@@ -23,7 +23,7 @@ from tfx.utils import proto_utils
 
 from data.prepare import prepared_file_problem
 from models import features
-from pipeline import provenance
+from pipeline.components import provenance
 
 csv.field_size_limit(sys.maxsize)
 

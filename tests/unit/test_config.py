@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 
 from pipeline import config as pipeline_config
+from pipeline.config import PROJECT_ROOT
 from pipeline.pipeline import SLICE_KEYS, code_fingerprint, eval_config
 
-RUNNER = Path(__file__).resolve().parent.parent / "runners" / "beam_runner.py"
+RUNNER = PROJECT_ROOT / "runners" / "beam_runner.py"
 
 
 def test_blessing_thresholds_apply_to_the_overall_slice_only():

@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN_FLAGS, bundled_rows, write_rows
+from conftest import MODEL_CHAIN, TINY_RUN_FLAGS, bundled_rows, write_rows
 
-from pipeline import lineage
-from pipeline.config import PipelineConfig
+from lineage import queries
+from lineage import store as lineage
+from pipeline import names
+from pipeline.config import PROJECT_ROOT, PipelineConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 SMALL_RUN = [
     *TINY_RUN_FLAGS,
@@ -41,21 +42,21 @@ SMALL_RUN = [
     "--input-pattern",
     SPAN_PATTERN,
 ]  # later flags win
-DOWNSTREAM_OF_TRAINING = {"Trainer", "Evaluator", "Pusher"}
-RESOLVERS = {"LatestBlessedModelResolver", "PreviousStatisticsResolver"}
+DOWNSTREAM_OF_TRAINING = {names.TRAINER, names.EVALUATOR, names.PUSHER}
+RESOLVERS = {names.BASELINE_RESOLVER, names.PREVIOUS_STATISTICS_RESOLVER}
 NODES = {
-    "ExampleGen",
-    "StatisticsGen",
-    "SchemaImporter",
-    "ExampleValidator",
-    "PreviousStatisticsResolver",
-    "DataValidationGate",
-    "Transform",
-    "Tuner",
-    "Trainer",
-    "LatestBlessedModelResolver",
-    "Evaluator",
-    "Pusher",
+    names.EXAMPLE_GEN,
+    names.STATISTICS_GEN,
+    names.SCHEMA_IMPORTER,
+    names.EXAMPLE_VALIDATOR,
+    names.PREVIOUS_STATISTICS_RESOLVER,
+    names.DATA_GATE,
+    names.TRANSFORM,
+    names.TUNER,
+    names.TRAINER,
+    names.BASELINE_RESOLVER,
+    names.EVALUATOR,
+    names.PUSHER,
 }
 
 
@@ -184,40 +185,40 @@ def test_a_worse_model_is_refused_and_not_pushed(runs):
     assert "refused: auc changed by -" in consoles["worse"]  # which metric, by how much
     assert "baseline (last blessed model) auc:" in consoles["worse"]
     assert "Pushed to: nothing pushed" in consoles["worse"]
-    assert lineage.run_summaries(store, config.pipeline_name)[2].pushed_to is None
+    assert queries.run_summaries(store, config.pipeline_name)[2].pushed_to is None
 
 
 def test_a_killed_run_resumes_from_the_cache_and_pushes_at_most_once(runs):
     config, store, consoles, span_files = runs
-    summaries = lineage.run_summaries(store, config.pipeline_name)
-    assert summaries[3].status == "INTERRUPTED" and "Trainer" not in summaries[3].executed
+    summaries = queries.run_summaries(store, config.pipeline_name)
+    assert summaries[3].status == "INTERRUPTED" and names.TRAINER not in summaries[3].executed
     unfinished = [e for e in store.get_executions() if e.last_known_state in (e.RUNNING, e.NEW)]
     assert unfinished == []  # the resumed run marked the killed run's Trainer CANCELED
 
     resumed = states(store, config, 5)
     before_training = {
-        "ExampleGen",
-        "StatisticsGen",
-        "SchemaImporter",
-        "ExampleValidator",
-        "DataValidationGate",
-        "Transform",
-        "Tuner",
+        names.EXAMPLE_GEN,
+        names.STATISTICS_GEN,
+        names.SCHEMA_IMPORTER,
+        names.EXAMPLE_VALIDATOR,
+        names.DATA_GATE,
+        names.TRANSFORM,
+        names.TUNER,
     }
     assert {resumed[node] for node in before_training} == {"CACHED"}  # done before the kill
     assert {resumed[node] for node in DOWNSTREAM_OF_TRAINING} == {"COMPLETE"}
 
     run_id = lineage.run_ids(store, config.pipeline_name)[4]
     by_node = {r.node_id: r.execution for r in lineage.run_executions(store, run_id)}
-    examples = lineage.run_outputs(store, by_node["ExampleGen"].id)["examples"][0]
+    examples = lineage.run_outputs(store, by_node[names.EXAMPLE_GEN].id)["examples"][0]
     assert lineage.custom_property(examples, "span") == 2
     assert json.loads(lineage.custom_property(examples, "input_files"))[0]["path"] == str(
         span_files[1]
     )
-    baseline = lineage.run_inputs(store, by_node["Evaluator"].id)["baseline_model"]
+    baseline = lineage.run_inputs(store, by_node[names.EVALUATOR].id)["baseline_model"]
     first_run_id = lineage.run_ids(store, config.pipeline_name)[0]
     first_trainer = next(
-        r for r in lineage.run_executions(store, first_run_id) if r.node_id == "Trainer"
+        r for r in lineage.run_executions(store, first_run_id) if r.node_id == names.TRAINER
     )
     assert [m.id for m in baseline] == [
         lineage.run_outputs(store, first_trainer.execution.id)["model"][0].id
@@ -230,8 +231,8 @@ def test_a_killed_run_resumes_from_the_cache_and_pushes_at_most_once(runs):
 def test_drift_in_a_new_span_stops_the_run_before_transform(runs):
     config, store, consoles, _ = runs
     drifted = states(store, config, 6)
-    assert drifted["DataValidationGate"] == "FAILED"
-    assert not {"Transform", "Trainer", "Pusher"} & set(drifted)
+    assert drifted[names.DATA_GATE] == "FAILED"
+    assert not {names.TRANSFORM, names.TRAINER, names.PUSHER} & set(drifted)
     assert "Data validation failed" in consoles["drifted"]
     assert "drift from the previous data, product" in consoles["drifted"]
 
@@ -241,38 +242,30 @@ def test_lineage_from_pushed_model_to_input_data(runs):
     pushed = lineage.latest_pushed_model(store)
     assert pushed is not None
     node, pusher = lineage.producer(store, pushed.id)
-    assert node == "Pusher"
+    assert node == names.PUSHER
 
     pusher_inputs = lineage.run_inputs(store, pusher.id)
     node, trainer = lineage.producer(store, pusher_inputs["model"][0].id)
-    assert node == "Trainer"
-    assert lineage.producer(store, pusher_inputs["model_blessing"][0].id)[0] == "Evaluator"
+    assert node == names.TRAINER
+    assert lineage.producer(store, pusher_inputs["model_blessing"][0].id)[0] == names.EVALUATOR
 
     trainer_inputs = lineage.run_inputs(store, trainer.id)
-    assert lineage.producer(store, trainer_inputs["hyperparameters"][0].id)[0] == "Tuner"
-    assert lineage.producer(store, trainer_inputs["transform_graph"][0].id)[0] == "Transform"
+    assert lineage.producer(store, trainer_inputs["hyperparameters"][0].id)[0] == names.TUNER
+    assert lineage.producer(store, trainer_inputs["transform_graph"][0].id)[0] == names.TRANSFORM
     node, transform = lineage.producer(store, trainer_inputs["examples"][0].id)
-    assert node == "Transform"
+    assert node == names.TRANSFORM
 
     examples = lineage.run_inputs(store, transform.id)["examples"][0]
     node, example_gen = lineage.producer(store, examples.id)
-    assert node == "ExampleGen"
+    assert node == names.EXAMPLE_GEN
     assert lineage.execution_property(example_gen, "input_base") == str(config.data_dir)
 
     upstream_nodes = {step.node_id for step in lineage.upstream(store, pushed.id)}
-    assert {
-        "Pusher",
-        "Evaluator",
-        "Trainer",
-        "Tuner",
-        "Transform",
-        "SchemaImporter",
-        "ExampleGen",
-    } <= (upstream_nodes)
+    assert {*MODEL_CHAIN, names.SCHEMA_IMPORTER} <= upstream_nodes
 
 
 def lineage_cli(config: PipelineConfig, *args: str, capsys) -> str:
-    from pipeline import lineage_cli as command
+    from lineage import cli as command
 
     assert command.main(["--output-dir", str(config.output_dir), *args]) == 0
     return capsys.readouterr().out
@@ -348,7 +341,7 @@ def test_lineage_export_writes_json_dot_and_svg(runs, tmp_path, capsys):
         for event in graph["events"]
         for execution in graph["executions"]
         if event["execution_id"] == execution["id"]
-        and execution["node_id"] == "Pusher"
+        and execution["node_id"] == names.PUSHER
         and event["direction"] == "input"
     }
     assert pusher_inputs == {"model", "model_blessing"}
@@ -361,7 +354,7 @@ def test_lineage_command_answers_bad_questions_plainly(runs, tmp_path):
 
     def ask(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.lineage_cli", *args],
+            [sys.executable, "-m", "lineage.cli", *args],
             capture_output=True,
             text=True,
             timeout=300,

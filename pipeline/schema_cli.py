@@ -1,6 +1,6 @@
 """The curated schema the pipeline validates data against, and proposing changes to it.
 
-    python -m pipeline.schema propose [--data-dir DIR] [--write]
+    python -m pipeline.schema_cli propose [--data-dir DIR] [--write]
 
 `propose` computes statistics of a data folder, lists what breaks the checked-in schema,
 and prints the updated schema TFDV proposes as a diff. A person reviews it; --write
@@ -16,6 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from lineage.artifacts import load_schema_file
 from pipeline.config import BUNDLED_DATA_DIR, SCHEMA_FILE
 
 # Categorical features whose values are a fixed list on the CFPB form (checked as domains).
@@ -30,7 +31,7 @@ def statistics_of(data_dir: str):
     import tensorflow_data_validation as tfdv
 
     from models import features
-    from pipeline.example_gen import read_canonical_csv
+    from pipeline.components.example_gen import read_canonical_csv
 
     paths = sorted(Path(data_dir).glob("*.csv"))
     if not paths:
@@ -80,12 +81,6 @@ def curate(schema, statistics=None):
     return schema
 
 
-def load(path: Path = SCHEMA_FILE):
-    import tensorflow_data_validation as tfdv
-
-    return tfdv.load_schema_text(str(path))
-
-
 def as_text(schema) -> str:
     from google.protobuf import text_format
 
@@ -100,7 +95,7 @@ def propose(data_dir: str, current_path: Path = SCHEMA_FILE) -> tuple[list[str],
     if not current_path.is_file():
         proposed = curate(tfdv.infer_schema(statistics, infer_feature_shape=True), statistics)
         return ["no schema yet"], "", as_text(proposed)
-    current = load(current_path)
+    current = load_schema_file(str(current_path))
     anomalies = tfdv.validate_statistics(statistics, current)
     problems = [
         f"{name}: {info.short_description}: {info.description}"
@@ -111,7 +106,7 @@ def propose(data_dir: str, current_path: Path = SCHEMA_FILE) -> tuple[list[str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.schema", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.schema_cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     proposal = commands.add_parser("propose", help="diff of the schema a data folder needs")
     proposal.add_argument("--data-dir", default=str(BUNDLED_DATA_DIR))

@@ -16,19 +16,19 @@ from conftest import pipeline_graph
 from tfx import v1 as tfx
 from tfx.dsl.compiler.compiler import Compiler
 
-from pipeline.config import PipelineConfig
+from pipeline import names
+from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.pipeline import (
-    BASELINE_RESOLVER_ID,
     DATA_DIR_PARAMETER,
     TRAIN_ARGS_PARAMETER,
     create_pipeline,
 )
+from runners import kubeflow_runner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runners"))
-import kubeflow_runner  # noqa: E402
+BASELINE_RESOLVER_ID = names.BASELINE_RESOLVER
 
 IMAGE = "registry.example.com/cfpb-dispute:test"
-STATISTICS_RESOLVER_ID = "PreviousStatisticsResolver"
+STATISTICS_RESOLVER_ID = names.PREVIOUS_STATISTICS_RESOLVER
 REMOTE = PipelineConfig(
     data_dir="gs://bucket/cfpb/data", output_dir="gs://bucket/cfpb", train_steps=123
 )
@@ -81,7 +81,7 @@ def test_beam_and_local_runners_execute_the_pipeline_graph(tmp_path):
     tfx_pipeline = create_pipeline(config)
     assert ir_graph(tfx_pipeline) == pipeline_graph(tfx_pipeline)
     assert len(tfx_pipeline.components) == 12
-    assert "DataValidationGate" in ir_graph(tfx_pipeline)["Transform"]  # the gate holds Transform
+    assert names.DATA_GATE in ir_graph(tfx_pipeline)[names.TRANSFORM]  # the gate holds Transform
 
 
 def test_kubeflow_spec_has_the_pipeline_graph_image_and_runtime_parameters(tmp_path):
@@ -101,10 +101,10 @@ def test_kubeflow_spec_has_the_pipeline_graph_image_and_runtime_parameters(tmp_p
         TRAIN_ARGS_PARAMETER: '{"numSteps": 123}',
     }
     tasks = pipeline_spec["root"]["dag"]["tasks"]
-    assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"] == {
+    assert tasks[names.EXAMPLE_GEN]["inputs"]["parameters"]["input_base"] == {
         "componentInputParameter": DATA_DIR_PARAMETER
     }
-    assert tasks["Trainer"]["inputs"]["parameters"]["train_args"] == {
+    assert tasks[names.TRAINER]["inputs"]["parameters"]["train_args"] == {
         "componentInputParameter": TRAIN_ARGS_PARAMETER
     }
 
@@ -117,7 +117,7 @@ def test_kubeflow_spec_loads_with_the_kfp_sdk(tmp_path):
     loaded = components.load_component_from_file(str(spec_file))
     assert loaded.name == REMOTE.pipeline_name
     assert set(loaded.component_spec.inputs) == {DATA_DIR_PARAMETER, TRAIN_ARGS_PARAMETER}
-    assert "Trainer" in loaded.pipeline_spec.root.dag.tasks
+    assert names.TRAINER in loaded.pipeline_spec.root.dag.tasks
 
 
 def test_a_component_added_to_the_pipeline_reaches_every_runner(tmp_path, monkeypatch):
@@ -131,8 +131,8 @@ def test_a_component_added_to_the_pipeline_reaches_every_runner(tmp_path, monkey
 
     monkeypatch.setattr(tfx.dsl, "Pipeline", pipeline_with_extra_component)
     config = PipelineConfig(output_dir=str(tmp_path))
-    assert ir_graph(create_pipeline(config))["ExtraStatistics"] == ["ExampleGen"]
-    assert kfp_graph(kfp_spec(tmp_path))["ExtraStatistics"] == ["ExampleGen"]
+    assert ir_graph(create_pipeline(config))["ExtraStatistics"] == [names.EXAMPLE_GEN]
+    assert kfp_graph(kfp_spec(tmp_path))["ExtraStatistics"] == [names.EXAMPLE_GEN]
 
 
 @pytest.mark.parametrize("runner", ["beam_runner.py", "local_runner.py", "kubeflow_runner.py"])
@@ -155,7 +155,7 @@ def test_runners_reject_bad_flags_before_building_anything(runner, tmp_path):
 
 def test_container_image_is_built_from_the_locked_environment():
     """The Dockerfile cannot be built here (no Docker engine); it must match the local set-up."""
-    root = Path(kubeflow_runner.__file__).resolve().parent.parent
+    root = PROJECT_ROOT
     dockerfile = (root / "Dockerfile").read_text()
     python_version = (root / ".python-version").read_text().strip()
     assert f"FROM python:{python_version}-" in dockerfile

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_RUN_FLAGS, write_quarter_sample
-from mariadb_server import mariadb_server
+from support.mariadb_server import mariadb_server
 
-from pipeline import lineage
-from pipeline.config import MYSQL_PASSWORD_ENV, PipelineConfig
+from lineage import queries
+from lineage import store as lineage
+from pipeline.config import MYSQL_PASSWORD_ENV, PROJECT_ROOT, PipelineConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ("cfpb-a", "cfpb-b")
 
 
@@ -48,7 +48,7 @@ def db(tmp_path_factory):
 
 OPEN_STORE = """
 import sys
-from pipeline import lineage
+from lineage import store as lineage
 from pipeline.config import PipelineConfig
 host, port, database, user = sys.argv[1:]
 config = PipelineConfig(
@@ -123,7 +123,7 @@ def mysql_runs(db, tmp_path_factory):
 
 
 def lineage_command(runs: MySQLRuns, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipeline.lineage_cli", *runs.store_flags, *args]
+    command = [sys.executable, "-m", "lineage.cli", *runs.store_flags, *args]
     return subprocess.run(
         command, env=runs.env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT
     )
@@ -132,7 +132,7 @@ def lineage_command(runs: MySQLRuns, *args: str) -> subprocess.CompletedProcess:
 def test_concurrent_runs_are_both_recorded_completely(mysql_runs):
     for name, (output_dir, console, returncode) in mysql_runs.outputs.items():
         assert returncode == 0, console[-3000:]
-        (summary,) = lineage.run_summaries(mysql_runs.store, name)
+        (summary,) = queries.run_summaries(mysql_runs.store, name)
         assert summary.status == "COMPLETE"
         assert len(summary.executed) == 12 and not summary.cached
         assert summary.pushed_to.startswith(str(output_dir / "serving_model"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from pipeline.config import PROJECT_ROOT
+
+sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))  # benchmarks are scripts
 import common  # noqa: E402
 import scaling  # noqa: E402
 

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import pipeline_graph, write_quarter_sample
+from conftest import MODEL_CHAIN, pipeline_graph, write_quarter_sample
 
-from pipeline import lineage
-from pipeline.config import PipelineConfig
+from lineage import store as lineage
+from pipeline import names
+from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.pipeline import create_pipeline
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAG_FILE = PROJECT_ROOT / "runners" / "airflow_runner.py"
 DAG_ID = "cfpb-dispute"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -94,8 +94,8 @@ def test_dag_run_pushes_a_blessed_model_with_lineage(airflow_env):
     pushed = lineage.latest_pushed_model(store)
     assert pushed is not None
     steps = {step.node_id: step for step in lineage.upstream(store, pushed.id)}
-    assert {"Pusher", "Evaluator", "Trainer", "Tuner", "Transform", "ExampleGen"} <= set(steps)
-    example_gen = steps["ExampleGen"].execution
+    assert set(MODEL_CHAIN) <= set(steps)
+    example_gen = steps[names.EXAMPLE_GEN].execution
     assert lineage.execution_property(example_gen, "input_base") == airflow_env["CFPB_DATA_DIR"]
-    blessing = lineage.run_inputs(store, steps["Pusher"].execution.id)["model_blessing"][0]
+    blessing = lineage.run_inputs(store, steps[names.PUSHER].execution.id)["model_blessing"][0]
     assert blessing.custom_properties["blessed"].int_value == 1

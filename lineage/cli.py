@@ -1,10 +1,10 @@
 """Ask the MLMD store where a model came from, what a data set trained, and what changed.
 
-    python -m pipeline.lineage_cli runs
-    python -m pipeline.lineage_cli trace latest-pushed
-    python -m pipeline.lineage_cli uses data/sample
-    python -m pipeline.lineage_cli diff '#2' '#3'
-    python -m pipeline.lineage_cli export -o lineage.svg
+    python -m lineage.cli runs
+    python -m lineage.cli trace latest-pushed
+    python -m lineage.cli uses data/sample
+    python -m lineage.cli diff '#2' '#3'
+    python -m lineage.cli export -o lineage.svg
 
 Tables for people; --json for machines. The store is the one the runners use: SQLite under
 --output-dir, or MySQL with --mysql-host (password from $MLMD_MYSQL_PASSWORD).
@@ -26,33 +26,30 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore")  # dependencies' notices would bury the answer
 
-from pipeline import lineage  # noqa: E402
-from pipeline.config import DEFAULT_OUTPUT_DIR, PipelineConfig  # noqa: E402
-from pipeline.report import format_table  # noqa: E402
+from lineage import queries  # noqa: E402
+from lineage.diff import diff as diff_runs  # noqa: E402
+from lineage.report import format_table  # noqa: E402
+from lineage.store import LineageError, connect, pipeline_names, run_ids  # noqa: E402
+from pipeline.config import PipelineConfig, add_config_arguments  # noqa: E402
 
 EXPORT_FORMATS = ("json", "dot", "svg", "png")
+STORE_FIELDS = (
+    "output_dir",
+    "pipeline_name",
+    "mysql_host",
+    "mysql_port",
+    "mysql_database",
+    "mysql_user",
+)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.lineage_cli",
+        prog="python -m lineage.cli",
         description="Query the pipeline's ML Metadata lineage.",
     )
-    store = parser.add_argument_group("store")
-    store.add_argument(
-        "--output-dir",
-        default=str(DEFAULT_OUTPUT_DIR),
-        help="the runner's --output-dir; its metadata.sqlite is read (default: %(default)s)",
-    )
-    store.add_argument("--mysql-host", default="", help="read MLMD on MySQL at this host instead")
-    store.add_argument("--mysql-port", type=int, default=3306)
-    store.add_argument("--mysql-database", default="mlmd")
-    store.add_argument("--mysql-user", default="root")
-    store.add_argument(
-        "--pipeline-name",
-        default=PipelineConfig.pipeline_name,
-        help="pipeline whose runs are listed (default: %(default)s)",
-    )
+    # The runners' own flags for the store, so the same values find the same store.
+    add_config_arguments(parser.add_argument_group("store (as given to the runner)"), STORE_FIELDS)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("runs", help="the pipeline's runs: status, cached/executed, push")
@@ -80,35 +77,29 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def open_store(args: argparse.Namespace):
-    config = PipelineConfig(
-        output_dir=args.output_dir,
-        mysql_host=args.mysql_host,
-        mysql_port=args.mysql_port,
-        mysql_database=args.mysql_database,
-        mysql_user=args.mysql_user,
-    )
+    config = PipelineConfig(**{name: getattr(args, name) for name in STORE_FIELDS})
     if not args.mysql_host and not config.metadata_path.is_file():
-        raise lineage.LineageError(
+        raise LineageError(
             f"no MLMD store at {config.metadata_path}: run the pipeline first (./run.sh), "
             "or point --output-dir at a runner's output folder"
         )
     try:
-        return lineage.connect(config.metadata_connection_config())
+        return connect(config.metadata_connection_config())
     except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
-        raise lineage.LineageError(f"cannot open the MLMD store: {error}") from None
+        raise LineageError(f"cannot open the MLMD store: {error}") from None
 
 
 def resolve_run(store, pipeline_name: str, reference: str) -> str:
-    run_ids = lineage.run_ids(store, pipeline_name)
+    known = run_ids(store, pipeline_name)
     if reference.startswith("#"):
         number = reference[1:]
-        if not number.isdigit() or not 1 <= int(number) <= len(run_ids):
-            raise lineage.LineageError(
-                f"{reference}: pipeline {pipeline_name} has runs #1 to #{len(run_ids)}"
+        if not number.isdigit() or not 1 <= int(number) <= len(known):
+            raise LineageError(
+                f"{reference}: pipeline {pipeline_name} has runs #1 to #{len(known)}"
             )
-        return run_ids[int(number) - 1]
-    if reference not in run_ids:
-        raise lineage.LineageError(f"no run {reference!r} of pipeline {pipeline_name} (see 'runs')")
+        return known[int(number) - 1]
+    if reference not in known:
+        raise LineageError(f"no run {reference!r} of pipeline {pipeline_name} (see 'runs')")
     return reference
 
 
@@ -117,12 +108,12 @@ def when(milliseconds: int) -> str:
 
 
 def show_runs(store, args) -> str | dict:
-    summaries = lineage.run_summaries(store, args.pipeline_name)
+    summaries = queries.run_summaries(store, args.pipeline_name)
     if not summaries:
-        names = ", ".join(lineage.pipeline_names(store)) or "none"
-        raise lineage.LineageError(f"no runs of pipeline {args.pipeline_name} (pipelines: {names})")
+        names = ", ".join(pipeline_names(store)) or "none"
+        raise LineageError(f"no runs of pipeline {args.pipeline_name} (pipelines: {names})")
     if args.json:
-        return [vars(s) for s in summaries]
+        return [s.as_json() for s in summaries]
     rows = [
         [
             f"#{n}",
@@ -139,7 +130,7 @@ def show_runs(store, args) -> str | dict:
 
 
 def show_trace(store, args) -> str | dict:
-    found = lineage.trace(store, args.model)
+    found = queries.trace(store, args.model)
     if args.json:
         return found
     model, training, examples = found["model"], found["training"], found["examples"]
@@ -176,7 +167,7 @@ def show_trace(store, args) -> str | dict:
 
 
 def show_uses(store, args) -> str | list:
-    models = lineage.uses(store, args.data)
+    models = queries.uses(store, args.data)
     if args.json:
         return models
     rows = [
@@ -193,7 +184,7 @@ def show_uses(store, args) -> str | list:
 
 def show_diff(store, args) -> str | dict:
     run_a, run_b = (resolve_run(store, args.pipeline_name, r) for r in (args.run_a, args.run_b))
-    found = lineage.diff(store, run_a, run_b)
+    found = diff_runs(store, run_a, run_b)
     if args.json:
         return found
     lines = [f"A: {run_a}", f"B: {run_b}", "", "Settings that differ:"]
@@ -250,12 +241,10 @@ def export(store, args) -> str:
     output = Path(args.output)
     kind = output.suffix.lstrip(".").lower()
     if kind not in EXPORT_FORMATS:
-        raise lineage.LineageError(
-            f"{output}: the suffix must be one of {', '.join(EXPORT_FORMATS)}"
-        )
-    graph = lineage.graph(store)
+        raise LineageError(f"{output}: the suffix must be one of {', '.join(EXPORT_FORMATS)}")
+    graph = queries.graph(store)
     if not graph["executions"]:
-        raise lineage.LineageError("the store holds no executions yet: nothing to export")
+        raise LineageError("the store holds no executions yet: nothing to export")
     output.parent.mkdir(parents=True, exist_ok=True)
     if kind == "json":
         output.write_text(json.dumps(graph, indent=2))
@@ -263,7 +252,7 @@ def export(store, args) -> str:
         output.write_text(to_dot(graph))
     else:
         if shutil.which("dot") is None:
-            raise lineage.LineageError(
+            raise LineageError(
                 f"rendering {kind} needs Graphviz's 'dot' (apt-get install graphviz); "
                 "export .dot or .json instead"
             )
@@ -291,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = open_store(args)
         answer = COMMANDS[args.command](store, args)
-    except lineage.LineageError as error:
+    except LineageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(answer if isinstance(answer, str) else json.dumps(answer, indent=2, default=str))

@@ -63,9 +63,9 @@ class PreviousArtifactStrategy(_WithoutCandidate, LatestArtifactStrategy):
         return super().resolve_artifacts(store, input_dict)
 
     def _produced_by_node(self, store: mlmd.MetadataStore, artifact_id: int) -> bool:
-        from pipeline import lineage
+        from lineage.store import LineageError, producer
 
         try:
-            return lineage.producer(store, artifact_id)[0] == self._producer_node
-        except lineage.LineageError:  # not produced by any node, e.g. imported
+            return producer(store, artifact_id)[0] == self._producer_node
+        except LineageError:  # not produced by any node, e.g. imported
             return False

@@ -1,0 +1,83 @@
+"""What differs between two runs: settings, hyperparameters, data drift, schema, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import ml_metadata as mlmd
+
+from lineage import artifacts
+from lineage.store import LineageError, execution_property, run_executions, run_outputs
+
+
+def _run_outputs_by_node(store, run_id: str) -> dict[str, tuple]:
+    try:
+        records = run_executions(store, run_id)
+    except KeyError as error:
+        raise LineageError(error.args[0]) from None
+    return {r.node_id: (r.execution, run_outputs(store, r.execution.id)) for r in records}
+
+
+def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
+    """What differs between two runs: settings, hyperparameters, data drift, schema, metrics."""
+    a, b = _run_outputs_by_node(store, run_a), _run_outputs_by_node(store, run_b)
+    settings = {}
+    for node in sorted(a.keys() & b.keys()):
+        flat_a, flat_b = (_flat_properties(x[node][0], node) for x in (a, b))
+        for key in sorted(flat_a.keys() | flat_b.keys()):
+            if flat_a.get(key) != flat_b.get(key):
+                settings[key] = [flat_a.get(key), flat_b.get(key)]
+
+    def output(runs, key):
+        """The run's output artifact under this key, whichever component wrote it."""
+        found = [outputs[key][0] for _, outputs in runs.values() if outputs.get(key)]
+        return found[0] if found else None
+
+    result: dict = {"runs": [run_a, run_b], "settings": settings}
+    hp = [output(x, "best_hyperparameters") for x in (a, b)]
+    if all(hp):
+        values = [artifacts.hyperparameters(h.uri) for h in hp]
+        result["hyperparameters"] = {
+            k: [values[0].get(k), values[1].get(k)]
+            for k in sorted(values[0].keys() | values[1].keys())
+            if values[0].get(k) != values[1].get(k)
+        }
+    stats = [output(x, "statistics") for x in (a, b)]
+    schema = [output(x, "schema") for x in (a, b)]
+    if all(stats) and all(schema):
+        result["same_data"] = stats[0].id == stats[1].id
+        result["drift"] = artifacts.drift(stats[0].uri, stats[1].uri, schema[0].uri)
+        result["schema_changes"] = artifacts.schema_changes(schema[0].uri, schema[1].uri)
+    evaluations = [output(x, "evaluation") for x in (a, b)]
+    if all(evaluations):
+        metrics = [artifacts.slice_metrics(e.uri) for e in evaluations]
+        result["metrics"] = {
+            name: {m: [metrics[0][name].get(m), metrics[1][name].get(m)] for m in metrics[0][name]}
+            for name in sorted(
+                metrics[0].keys() & metrics[1].keys(), key=lambda n: (n != artifacts.OVERALL, n)
+            )
+        }
+    return result
+
+
+def _flat_properties(execution, prefix: str) -> dict[str, object]:
+    """An execution's properties, JSON ones flattened to dotted leaves (a.b[0].c: value)."""
+    flat: dict[str, object] = {}
+
+    def walk(value, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        else:
+            flat[path] = value
+
+    for name in set(execution.custom_properties) | set(execution.properties):
+        text = execution_property(execution, name)
+        try:
+            walk(json.loads(text), f"{prefix}.{name}")
+        except (TypeError, ValueError):
+            flat[f"{prefix}.{name}"] = text
+    return flat

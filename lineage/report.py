@@ -1,0 +1,107 @@
+"""What a run did, for people: the per-component table, the eval metrics, the push."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ml_metadata as mlmd
+
+from lineage import artifacts, store
+from lineage.queries import RunSummary, run_summary
+from pipeline import names
+
+
+@dataclass
+class Evaluation:
+    """The Evaluator's verdict in a run: overall metrics, the baseline's AUC, refusals."""
+
+    overall_metrics: dict[str, float] = field(default_factory=dict)
+    baseline_auc: float | None = None
+    refusals: list[str] = field(default_factory=list)
+
+
+def run_evaluation(mlmd_store: mlmd.MetadataStore, summary: RunSummary) -> Evaluation:
+    """Read the run's evaluation artifact, if its Evaluator ran or was reused."""
+    evaluation = Evaluation()
+    for record in summary.executions:
+        outputs = store.run_outputs(mlmd_store, record.execution.id)
+        if "evaluation" not in outputs:
+            continue
+        evaluation_uri = outputs["evaluation"][0].uri
+        evaluation.overall_metrics = artifacts.overall_metrics(evaluation_uri)
+        if store.run_inputs(mlmd_store, record.execution.id).get("baseline_model"):
+            baseline = artifacts.slice_metrics(evaluation_uri, model="baseline")
+            evaluation.baseline_auc = baseline.get(artifacts.OVERALL, {}).get("auc")
+        evaluation.refusals = artifacts.validation_failures(evaluation_uri)
+    return evaluation
+
+
+def format_run(summary: RunSummary, evaluation: Evaluation) -> str:
+    """The runner's closing summary."""
+    lines = [f"Run {summary.run_id}", ""]
+    lines.append(
+        format_table(
+            ["component", "state", "cached/executed", "seconds"],
+            [
+                [e.node_id, e.state, "cached" if e.cached else "executed", f"{e.seconds:.1f}"]
+                for e in summary.executions
+            ],
+        )
+    )
+    lines.append("")
+    if evaluation.overall_metrics:
+        lines.append("Eval metrics (overall slice):")
+        lines += [f"  {name}: {value:.4f}" for name, value in evaluation.overall_metrics.items()]
+    if evaluation.baseline_auc is not None:
+        lines.append(f"  baseline (last blessed model) auc: {evaluation.baseline_auc:.4f}")
+    blessing = {True: "yes", False: "no", None: "not evaluated"}[summary.blessed]
+    lines.append(f"Blessed: {blessing}")
+    lines += [f"  refused: {reason}" for reason in evaluation.refusals]
+    if summary.pushed_to:
+        lines.append(f"Pushed to: {summary.pushed_to}")
+    elif summary.reused_push:
+        lines.append(f"Pushed to: {summary.reused_push} (reused from the cache)")
+    else:
+        lines.append("Pushed to: nothing pushed")
+    return "\n".join(lines)
+
+
+def run_report(mlmd_store: mlmd.MetadataStore, run_id: str) -> str:
+    """The table, metrics, blessing and push destination of one run, as text."""
+    summary = run_summary(mlmd_store, run_id)
+    return format_run(summary, run_evaluation(mlmd_store, summary))
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table with columns padded to their widest cell."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells):
+        return "  ".join(
+            str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def failure_report(mlmd_store: mlmd.MetadataStore, run_id: str) -> str:
+    """Why a run stopped: the data gate's findings in words, or which component failed."""
+    from pipeline.components import gates
+
+    lines = []
+    for record in store.run_executions(mlmd_store, run_id):
+        if record.state != "FAILED":
+            continue
+        if record.node_id == names.DATA_GATE:
+            inputs = store.run_inputs(mlmd_store, record.execution.id)
+            previous = inputs.get("previous_statistics", [])
+            problems = gates.data_problems(
+                inputs["anomalies"][0].uri,
+                inputs["statistics"][0].uri,
+                inputs["schema"][0].uri,
+                previous[0].uri if previous else None,
+            )
+            lines.append(gates.explain(problems))
+        else:
+            lines.append(f"{record.node_id} failed.")
+    return "\n".join(lines)

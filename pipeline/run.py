@@ -1,0 +1,160 @@
+"""The local run that runners/beam_runner.py and runners/local_runner.py share.
+
+Flags from PipelineConfig; one run per output folder at a time (a lock); executions a killed
+run left unfinished are marked CANCELED; one line per component as it runs, then a summary
+table, the eval metrics, the blessing and the push destination. The full log goes to
+<output-dir>/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import logging
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ log noise; errors still raise in Python
+warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notices, not ours
+
+from pipeline import config as pipeline_config  # noqa: E402
+
+NODE_EVENT = re.compile(r"(?:node|Component) (\S+) is (running|finished)\.")
+
+
+class ProgressPrinter(logging.Handler):
+    """Turns TFX's 'node X is running/finished' log lines into one console line each."""
+
+    def __init__(self, total: int, console: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.total, self.done, self.started, self.console = total, 0, {}, console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = NODE_EVENT.search(record.getMessage())
+        if not match:
+            return
+        node, event = match.groups()
+        if event == "running":
+            self.started[node] = time.monotonic()
+            print(f"[{self.done + 1:2d}/{self.total}] {node} ...", file=self.console, flush=True)
+        else:
+            self.done += 1
+            seconds = time.monotonic() - self.started.get(node, time.monotonic())
+            print(f"        {node} finished in {seconds:.1f}s", file=self.console, flush=True)
+
+
+def parse_arguments(argv: list[str] | None, runner: str) -> pipeline_config.PipelineConfig:
+    parser = argparse.ArgumentParser(
+        description=f"Run the CFPB dispute pipeline (ExampleGen to Pusher) with TFX's {runner}. "
+        "Data-heavy components run on Apache Beam. Unchanged components are reused from the "
+        "MLMD cache.",
+    )
+    pipeline_config.add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    config = pipeline_config.config_from_arguments(args)
+    for problem in pipeline_config.config_problems(config):
+        parser.error(problem)
+    return config
+
+
+def log_to_file(output_dir: Path) -> Path:
+    """Send every log record (TFX, Beam, TensorFlow) to a file; the console gets progress."""
+    import tensorflow as tf
+    from absl import logging as absl_logging
+
+    log_dir = output_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"run-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    pipeline_config.redact_passwords_in_logs(handler)
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logging.use_python_logging()
+    logging.captureWarnings(True)
+    tf.get_logger().handlers = []
+    tf.get_logger().propagate = True
+    return log_path
+
+
+@contextlib.contextmanager
+def exclusive_run(config: pipeline_config.PipelineConfig) -> Iterator[None]:
+    """One run of a pipeline at a time per output folder: a lock file, freed even on SIGKILL."""
+    if pipeline_config.is_uri(config.output_dir):  # remote output: the orchestrator's job
+        yield
+        return
+    lock_path = Path(config.output_dir) / f".{config.pipeline_name}.lock"
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"Another run of {config.pipeline_name} is using {config.output_dir} "
+                f"(lock {lock_path}); wait for it to finish."
+            ) from None
+        yield
+
+
+def make_dag_runner(runner: str):
+    """TFX's BeamDagRunner (components as stages of one Beam job) or LocalDagRunner (in turn)."""
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    return {"BeamDagRunner": BeamDagRunner, "LocalDagRunner": LocalDagRunner}[runner]()
+
+
+def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
+    config = parse_arguments(argv, runner)
+
+    from lineage import report
+    from lineage import store as lineage_store
+    from pipeline.pipeline import create_pipeline
+
+    previous_handlers = logging.getLogger().handlers[:]
+    log_path = log_to_file(Path(config.output_dir))
+    tfx_pipeline = create_pipeline(config)
+    progress = ProgressPrinter(total=len(tfx_pipeline.components), console=sys.stdout)
+    logging.getLogger().addHandler(progress)
+    print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
+    print(f"Full log: {log_path}", flush=True)
+    started = time.monotonic()
+    store = lineage_store.connect(config.metadata_connection_config())
+    try:
+        with exclusive_run(config):
+            cancelled = lineage_store.cancel_interrupted(store, config.pipeline_name)
+            if cancelled:
+                print(
+                    f"An earlier run was interrupted: {len(cancelled)} unfinished execution(s) "
+                    "marked CANCELED; completed components are reused from the cache."
+                )
+            # What components print (Keras, KerasTuner) goes to the log, not the console.
+            with open(log_path, "a") as log_file, contextlib.redirect_stdout(log_file):
+                make_dag_runner(runner).run(tfx_pipeline)
+    except Exception as error:  # noqa: BLE001 (report any component failure plainly)
+        try:
+            why = report.failure_report(
+                store, lineage_store.run_ids(store, config.pipeline_name)[-1]
+            )
+        except Exception:  # noqa: BLE001 (explaining must not hide the failure itself)
+            why = ""
+        first_line = (str(error).strip().splitlines() or [""])[0][:500]
+        print(f"\nPipeline stopped. {why}", file=sys.stderr)
+        print(f"Error: {type(error).__name__}: {first_line}", file=sys.stderr)
+        print(f"See the full log: {log_path}", file=sys.stderr)
+        return 1
+    finally:
+        logging.getLogger().handlers = previous_handlers  # for callers in the same process
+    print(f"\nPipeline finished in {time.monotonic() - started:.1f}s\n")
+    run_id = lineage_store.run_ids(store, config.pipeline_name)[-1]
+    print(report.run_report(store, run_id))
+    return 0

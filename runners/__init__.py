@@ -1,0 +1,1 @@
+"""One module per orchestrator; each builds the one pipeline from create_pipeline(config)."""
