@@ -26,6 +26,7 @@ from pipeline.components.baseline import (
 )
 from pipeline.components.gates import DataValidationGate
 from pipeline.components.push import AtomicPusherExecutor
+from pipeline.components.schema_importer import CuratedSchemaImporter
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
 # User code is referenced by import path: the project is installed wherever executors
@@ -122,6 +123,7 @@ def create_pipeline(
     runtime_parameters: bool = False,
     exclude_candidate_from_baseline: bool = True,
     check_drift: bool = True,
+    schema_file_in_image: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen, statistics, the curated schema, validation and its gate, Transform, Tuner,
     Trainer, Evaluator against the previous blessed model, Pusher.
@@ -136,6 +138,9 @@ def create_pipeline(
       check_drift: the data gate also compares statistics with the previous run's. KFP's
         resolvers query by type only and would also match Transform's statistics, so there
         the gate checks the schema only (see README, "Kubeflow Pipelines and Vertex AI").
+      schema_file_in_image: where tasks read the curated schema when it is not
+        config.schema_file (the container image's copy on KFP). Either way the content of
+        config.schema_file is part of the cache key.
 
     KUBEFLOW_OPTIONS holds the values for KFP.
     """
@@ -172,9 +177,9 @@ def create_pipeline(
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(names.STATISTICS_GEN)
     statistics = statistics_gen.outputs["statistics"]
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id(
-        names.SCHEMA_IMPORTER
-    )
+    schema_importer = CuratedSchemaImporter(
+        schema_file_in_image or config.schema_file, content_file=config.schema_file
+    ).with_id(names.SCHEMA_IMPORTER)
     schema = schema_importer.outputs["schema"]
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics, schema=schema

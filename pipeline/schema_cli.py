@@ -109,14 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.schema_cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     proposal = commands.add_parser("propose", help="diff of the schema a data folder needs")
-    proposal.add_argument("--data-dir", default=str(BUNDLED_DATA_DIR))
-    proposal.add_argument("--write", action="store_true", help=f"replace {SCHEMA_FILE}")
+    proposal.add_argument(
+        "--data-dir", default=str(BUNDLED_DATA_DIR), help="prepared data (default: %(default)s)"
+    )
+    proposal.add_argument(
+        "--schema-file",
+        type=Path,
+        default=SCHEMA_FILE,
+        help="the curated schema, as given to the runners (default: %(default)s)",
+    )
+    proposal.add_argument("--write", action="store_true", help="replace the schema file")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore")
 
-    problems, current, proposed = propose(args.data_dir)
-    print(f"Against {SCHEMA_FILE}:")
+    schema_file = args.schema_file
+    problems, current, proposed = propose(args.data_dir, schema_file)
+    print(f"Against {schema_file}:")
     print("\n".join(f"  {p}" for p in problems) or "  no anomalies")
     changes = list(
         difflib.unified_diff(
@@ -128,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("".join(changes) or "The proposed schema is the checked-in one.")
     if args.write and changes:
-        SCHEMA_FILE.parent.mkdir(parents=True, exist_ok=True)
+        schema_file.parent.mkdir(parents=True, exist_ok=True)
         from data.atomic import atomic_write
 
-        with atomic_write(SCHEMA_FILE) as handle:
+        with atomic_write(schema_file) as handle:
             handle.write(proposed)
-        print(f"Wrote {SCHEMA_FILE}; review and commit it.")
+        print(f"Wrote {schema_file}; review and commit it. The next run uses it.")
     return 0
 
 

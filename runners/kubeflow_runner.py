@@ -12,7 +12,6 @@ parameters that can be changed per run when it is submitted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import warnings
@@ -22,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notices, not ours
 
 from pipeline import config as pipeline_config  # noqa: E402
+from pipeline.checks import config_problems  # noqa: E402
 
 DEFAULT_SPEC_FILE = "cfpb-dispute-kfp.json"
 # The Dockerfile copies the project to /pipeline; tasks read the curated schema there.
@@ -47,7 +47,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     pipeline_config.add_config_arguments(parser)
     args = parser.parse_args(argv)
     config = pipeline_config.config_from_arguments(args)
-    for problem in pipeline_config.config_problems(config):
+    for problem in config_problems(config):
         parser.error(problem)
     if not pipeline_config.is_uri(config.output_dir):
         print(
@@ -55,13 +55,19 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
             "root must be storage every task can reach, e.g. gs://BUCKET/cfpb.",
             file=sys.stderr,
         )
-    if config.schema_file == str(pipeline_config.SCHEMA_FILE):
-        config = dataclasses.replace(config, schema_file=IMAGE_SCHEMA_FILE)
     args.config = config
+    # The bundled schema is read from the image; one given by --schema-file where it is (gs://).
+    bundled_schema = config.schema_file == str(pipeline_config.SCHEMA_FILE)
+    args.schema_file_in_image = IMAGE_SCHEMA_FILE if bundled_schema else None
     return args
 
 
-def compile_pipeline(config: pipeline_config.PipelineConfig, image: str, spec_file: Path) -> Path:
+def compile_pipeline(
+    config: pipeline_config.PipelineConfig,
+    image: str,
+    spec_file: Path,
+    schema_file_in_image: str | None = None,
+) -> Path:
     """Write the KFP v2 PipelineJob JSON for create_pipeline(config) and return its path."""
     from tfx import v1 as tfx
 
@@ -77,7 +83,7 @@ def compile_pipeline(config: pipeline_config.PipelineConfig, image: str, spec_fi
         output_filename=spec_file.name,
     )
     runner.run(
-        create_pipeline(config, **KUBEFLOW_OPTIONS),
+        create_pipeline(config, **KUBEFLOW_OPTIONS, schema_file_in_image=schema_file_in_image),
         parameter_values=runtime_parameter_values(config),
     )
     return spec_file
@@ -85,7 +91,9 @@ def compile_pipeline(config: pipeline_config.PipelineConfig, image: str, spec_fi
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    spec_file = compile_pipeline(args.config, args.image, Path(args.spec_file))
+    spec_file = compile_pipeline(
+        args.config, args.image, Path(args.spec_file), args.schema_file_in_image
+    )
     print(f"Wrote {spec_file} (pipeline {args.config.pipeline_name}, image {args.image})")
     return 0
 

@@ -7,6 +7,7 @@ with the fault named, having trained and pushed nothing.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from support.faults import (
 
 from lineage import store as lineage
 from models import features
-from pipeline import names, run
-from pipeline.config import PipelineConfig
+from pipeline import names, run, schema_cli
+from pipeline.config import SCHEMA_FILE, PipelineConfig
 
 BAD_DATA = {
     "column dropped": (drop_product, ["product", "missing"]),
@@ -59,3 +60,32 @@ def test_bad_data_stops_the_run_before_transform(fault, tmp_path, capsys, monkey
         states
     )
     assert not Path(config.serving_model_dir).exists()
+
+
+def run_states(output_dir: Path, run_number: int = -1) -> dict[str, str]:
+    config = PipelineConfig(output_dir=str(output_dir))
+    store = lineage.connect(config.metadata_connection_config())
+    run_id = lineage.run_ids(store, config.pipeline_name)[run_number]
+    return {r.node_id: r.state for r in lineage.run_executions(store, run_id)}
+
+
+def test_an_accepted_schema_change_is_used_on_the_same_output_folder(tmp_path, capsys, monkeypatch):
+    """The README's remedy for a new product: propose --write, then run again (issue 11.1)."""
+    monkeypatch.setattr(sys, "argv", ["beam_runner.py"])
+    write_rows(unknown_product(bundled_rows(every=ROWS_KEPT)), tmp_path / "data" / "complaints.csv")
+    schema_file = tmp_path / "schema.pbtxt"
+    shutil.copy(SCHEMA_FILE, schema_file)
+    argv = [
+        *("--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "outputs")),
+        *("--schema-file", str(schema_file), *TINY_RUN_FLAGS),
+    ]
+    assert run.main(argv, runner="LocalDagRunner") == 1
+    assert "Crypto wallet" in capsys.readouterr().err
+
+    propose = ["propose", "--data-dir", str(tmp_path / "data"), "--schema-file", str(schema_file)]
+    assert schema_cli.main([*propose, "--write"]) == 0
+    assert "Crypto wallet" in schema_file.read_text()
+    assert run.main(argv, runner="LocalDagRunner") == 0, capsys.readouterr().err
+    states = run_states(tmp_path / "outputs")
+    assert states[names.SCHEMA_IMPORTER] == "COMPLETE"  # executed again, not from the cache
+    assert states[names.DATA_GATE] == "COMPLETE" and states[names.PUSHER] == "COMPLETE"

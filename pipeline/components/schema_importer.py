@@ -1,0 +1,45 @@
+"""ImportSchemaGen whose cache key includes the schema's content, not only its path.
+
+TFX reuses a cached execution when the exec properties and inputs are unchanged. Stock
+ImportSchemaGen's only property is the file path, so an edited schema (for example after
+`python -m pipeline.schema_cli propose --write`) was silently ignored on an existing output
+folder: the old schema stayed in force. The SHA-256 of the file is a property here, so an edit
+makes a new execution; the executor is TFX's own.
+"""
+
+from __future__ import annotations
+
+from tfx import types
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.base import base_component
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+
+from pipeline.components.provenance import file_sha256
+
+SCHEMA_SHA256 = "schema_sha256"
+
+
+class CuratedSchemaImporterSpec(standard_component_specs.ImportSchemaGenSpec):
+    PARAMETERS = {
+        **standard_component_specs.ImportSchemaGenSpec.PARAMETERS,
+        SCHEMA_SHA256: ExecutionParameter(type=str),
+    }
+
+
+class CuratedSchemaImporter(ImportSchemaGen):
+    """Imports `schema_file`; `content_file` (default: the same file) is what is hashed.
+
+    They differ on KFP, where tasks read the image's copy of the schema while the spec is
+    compiled from the checkout that built the image.
+    """
+
+    SPEC_CLASS = CuratedSchemaImporterSpec
+
+    def __init__(self, schema_file: str, content_file: str | None = None) -> None:
+        spec = CuratedSchemaImporterSpec(
+            schema_file=schema_file,
+            schema_sha256=file_sha256(content_file or schema_file),
+            schema=types.Channel(type=standard_artifacts.Schema),
+        )
+        base_component.BaseComponent.__init__(self, spec=spec)
