@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import keras_tuner as kt
@@ -13,9 +14,32 @@ from tfx import v1 as tfx
 
 from models import features, inputs, model
 
-# Training is split into this many epochs so that the learning curves have points.
+# Training is split into up to this many epochs so that the learning curves have points.
 EPOCHS = 10
 HISTORY_FILE = "history.json"
+
+
+def epoch_plan(train_steps: int) -> tuple[int, int]:
+    """(epochs, steps per epoch) covering exactly train_steps; the last epoch may be shorter.
+
+    Keras needs one steps_per_epoch for every epoch, so StopAfterSteps ends the last one early:
+    25 steps are 8 epochs of 3 and one of 1, not 10 epochs of 2 (20 steps).
+    """
+    steps_per_epoch = math.ceil(train_steps / EPOCHS)
+    return math.ceil(train_steps / steps_per_epoch), steps_per_epoch
+
+
+class StopAfterSteps(tf.keras.callbacks.Callback):
+    """Stops training once this many batches have been trained, mid-epoch if need be."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps, self.trained = steps, 0
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.trained += 1
+        if self.trained >= self.steps:
+            self.model.stop_training = True
 
 
 def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict:
@@ -65,19 +89,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train = inputs.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
     evaluation = inputs.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
     keras_model = model.build_model(hp, model.vocabulary_sizes(tf_transform_output))
-    epochs = min(EPOCHS, fn_args.train_steps)
+    epochs, steps_per_epoch = epoch_plan(fn_args.train_steps)
+    stop = StopAfterSteps(fn_args.train_steps)
     history = keras_model.fit(
         train,
         epochs=epochs,
-        steps_per_epoch=max(1, fn_args.train_steps // epochs),
+        steps_per_epoch=steps_per_epoch,
         validation_data=evaluation,
         validation_steps=fn_args.eval_steps,
-        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
+        callbacks=[stop, tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
         verbose=2,
     )
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
     with open(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
-        json.dump({"hyperparameters": hp.values, "history": history.history}, handle, indent=2)
+        record = {"hyperparameters": hp.values, "trained_steps": stop.trained}
+        json.dump({**record, "history": history.history}, handle, indent=2)
 
     keras_model.save(
         fn_args.serving_model_dir,

@@ -91,3 +91,23 @@ def test_missing_features_are_tolerated(serving, raw_rows):
     ].numpy()
     assert probabilities.shape == (3,)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+@pytest.mark.parametrize("steps", [25, 19, 7, 300])
+def test_training_runs_exactly_the_requested_steps(transformed, steps):
+    """--train-steps 25 trained 20 steps and 19 trained 10 (issue 11.4)."""
+    tf_transform_output, instances = transformed
+    keras_model = model.build_model(
+        model.hyperparameter_space(), model.vocabulary_sizes(tf_transform_output)
+    )
+    epochs, steps_per_epoch = trainer.epoch_plan(steps)
+    stop = trainer.StopAfterSteps(steps)
+    history = keras_model.fit(
+        _dataset(instances),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[stop],
+        verbose=0,
+    )
+    assert int(keras_model.optimizer.iterations.numpy()) == stop.trained == steps
+    assert len(history.history["loss"]) == epochs <= trainer.EPOCHS
