@@ -5,6 +5,7 @@ Used inside the pipeline (the look-back resolvers) and by the lineage command's 
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -168,10 +169,15 @@ class LineageError(LookupError):
     """A question the store cannot answer (unknown id, empty store), in plain words."""
 
 
-def cancel_interrupted(store: mlmd.MetadataStore, pipeline_name: str) -> list[int]:
-    """Mark executions a killed run left NEW or RUNNING as CANCELED; returns their ids.
+def cancel_interrupted(
+    store: mlmd.MetadataStore, pipeline_name: str, pipeline_root: str
+) -> list[int]:
+    """Mark executions that a stopped run of this output folder left NEW or RUNNING as
+    CANCELED; returns their ids.
 
-    Only safe while no other run of the pipeline is going on (the runners hold a lock).
+    Only this folder's: runs of the same pipeline from other output folders (a local and an
+    Airflow run on one MySQL store) may be live, and only this folder's lock, held by the
+    caller, proves that no run of its own is.
     """
     pipeline = _context(store, PIPELINE_CONTEXT, pipeline_name)
     if pipeline is None:
@@ -180,12 +186,35 @@ def cancel_interrupted(store: mlmd.MetadataStore, pipeline_name: str) -> list[in
         execution
         for execution in store.get_executions_by_context(pipeline.id)
         if metadata_store_pb2.Execution.State.Name(execution.last_known_state) in UNFINISHED_STATES
+        and started_under(store, execution, pipeline_root)
     ]
     for execution in unfinished:
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
     if unfinished:
         store.put_executions(unfinished)
     return [execution.id for execution in unfinished]
+
+
+def started_under(
+    store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution, pipeline_root: str
+) -> bool:
+    """Whether a runner with this pipeline root started the execution, or its run.
+
+    TFX's launcher makes <pipeline root>/<node>/.system/executor_execution/<execution id>/
+    right after it registers an execution; MLMD records no pipeline root of its own.
+    """
+
+    def has_folder(item: metadata_store_pb2.Execution) -> bool:
+        folder = os.path.join(
+            pipeline_root, node_id(store, item.id), ".system", "executor_execution", str(item.id)
+        )
+        return os.path.isdir(folder)
+
+    if has_folder(execution):
+        return True
+    # Stopped before its folder was made: the other executions of its run tell where it ran.
+    runs = [c for c in store.get_contexts_by_execution(execution.id) if c.type == RUN_CONTEXT]
+    return any(has_folder(item) for run in runs for item in store.get_executions_by_context(run.id))
 
 
 def pipeline_names(store: mlmd.MetadataStore) -> list[str]:

@@ -122,41 +122,49 @@ class PipelineConfig:
         return connection
 
 
-def config_problems(config: PipelineConfig) -> list[str]:
-    """What is wrong with a config, in words a user can act on (empty when it is usable)."""
-    problems = []
-    if not is_uri(config.data_dir):  # remote data is checked where it is read
-        data_dir = Path(config.data_dir)
-        files = sorted(data_dir.glob(config.input_pattern.replace(SPAN_TOKEN, "*")))
-        if not data_dir.is_dir():
-            problems.append(f"--data-dir {config.data_dir} is not a folder")
-        elif not files:
-            problems.append(
-                f"--data-dir {config.data_dir} holds no file matching {config.input_pattern}; "
-                "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
-            )
-        else:
-            from data.prepare import prepared_file_problem
-
-            problems += filter(None, map(prepared_file_problem, map(str, files)))
-    if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
-        problems.append(f"--schema-file {config.schema_file} does not exist")
-    for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):
-        if getattr(config, name) < 1:
-            problems.append(f"--{name.replace('_', '-')} must be at least 1")
-    return problems
-
-
 class PasswordRedactor(logging.Filter):
-    """Masks `password: "..."` in log records: TFX logs the MLMD connection config whole."""
+    """Masks the MLMD password in log records: TFX logs the MLMD connection config whole.
 
-    PASSWORD = re.compile(r'(password:\s*)"[^"]*"')
+    The config is printed as protobuf text, where the password is a quoted string with
+    escapes (\\" for a quote, \\\\ for a backslash, octal for non-ASCII bytes). The value is
+    found by reading that string to its real closing quote, and, as a second guard, every
+    spelling of the password in use (raw, protobuf-escaped, JSON-escaped) is masked wherever
+    it appears.
+    """
+
+    MIN_MASKED_LENGTH = 4
+    QUOTED_PASSWORD = re.compile(r'(password:\s*)"(?:[^"\\]|\\.)*"')
+
+    def __init__(self, password: str | None = None) -> None:
+        super().__init__()
+        secret = os.environ.get(MYSQL_PASSWORD_ENV, "") if password is None else password
+        # A very short password would mask ordinary words; the quoted form is still masked.
+        long_enough = len(secret) >= self.MIN_MASKED_LENGTH
+        self.spellings = sorted(_spellings(secret), key=len, reverse=True) if long_enough else []
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "password" in message:
-            record.msg, record.args = self.PASSWORD.sub(r'\1"***"', message), None
+        masked = self.QUOTED_PASSWORD.sub(r'\1"***"', message) if "password" in message else message
+        for spelling in self.spellings:
+            masked = masked.replace(spelling, "***")
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
+
+
+def _spellings(secret: str) -> set[str]:
+    """The password as logs may show it: raw, protobuf text-escaped, JSON-escaped."""
+    import json
+
+    from google.protobuf import text_encoding
+
+    encoded = secret.encode("utf-8")
+    return {
+        secret,
+        text_encoding.CEscape(encoded, as_utf8=False),
+        text_encoding.CEscape(encoded, as_utf8=True),
+        json.dumps(secret)[1:-1],
+    }
 
 
 def redact_passwords_in_logs(*handlers: logging.Handler) -> None:

@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -26,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ log noise; errors stil
 warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notices, not ours
 
 from pipeline import config as pipeline_config  # noqa: E402
+from pipeline.checks import config_problems  # noqa: E402
 
 NODE_EVENT = re.compile(r"(?:node|Component) (\S+) is (running|finished)\.")
 
@@ -60,7 +62,7 @@ def parse_arguments(argv: list[str] | None, runner: str) -> pipeline_config.Pipe
     pipeline_config.add_config_arguments(parser)
     args = parser.parse_args(argv)
     config = pipeline_config.config_from_arguments(args)
-    for problem in pipeline_config.config_problems(config):
+    for problem in config_problems(config):
         parser.error(problem)
     return config
 
@@ -94,7 +96,7 @@ def exclusive_run(config: pipeline_config.PipelineConfig) -> Iterator[None]:
         yield
         return
     lock_path = Path(config.output_dir) / f".{config.pipeline_name}.lock"
-    with open(lock_path, "w") as lock:
+    with open(lock_path, "a") as lock:  # "a": the other run's lock file stays as it is
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -115,7 +117,13 @@ def make_dag_runner(runner: str):
 
 def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
     config = parse_arguments(argv, runner)
+    # The lock comes before TensorFlow loads and before any log file is written, so a second
+    # run into the same folder is refused at once and leaves nothing behind.
+    with exclusive_run(config):
+        return run_locked(config, runner)
 
+
+def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
     from lineage import report
     from lineage import store as lineage_store
     from pipeline.pipeline import create_pipeline
@@ -128,18 +136,35 @@ def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
     print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
     print(f"Full log: {log_path}", flush=True)
     started = time.monotonic()
-    store = lineage_store.connect(config.metadata_connection_config())
     try:
-        with exclusive_run(config):
-            cancelled = lineage_store.cancel_interrupted(store, config.pipeline_name)
-            if cancelled:
-                print(
-                    f"An earlier run was interrupted: {len(cancelled)} unfinished execution(s) "
-                    "marked CANCELED; completed components are reused from the cache."
-                )
-            # What components print (Keras, KerasTuner) goes to the log, not the console.
-            with open(log_path, "a") as log_file, contextlib.redirect_stdout(log_file):
-                make_dag_runner(runner).run(tfx_pipeline)
+        store = lineage_store.connect(config.metadata_connection_config())
+    except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
+        logging.getLogger().handlers = previous_handlers
+        print(f"error: cannot open the MLMD store: {first_line(error)}", file=sys.stderr)
+        return 2
+    root = str(config.pipeline_root)
+    try:
+        cancelled = lineage_store.cancel_interrupted(store, config.pipeline_name, root)
+        if cancelled:
+            print(
+                f"An earlier run was interrupted: {len(cancelled)} unfinished execution(s) "
+                "marked CANCELED; completed components are reused from the cache."
+            )
+        # What components print (Keras, KerasTuner) goes to the log, not the console.
+        with (
+            open(log_path, "a") as log_file,
+            contextlib.redirect_stdout(log_file),
+            interrupt_on_sigterm(),
+        ):
+            make_dag_runner(runner).run(tfx_pipeline)
+    except KeyboardInterrupt:
+        stopped = lineage_store.cancel_interrupted(store, config.pipeline_name, root)
+        print(
+            f"\nPipeline interrupted (Ctrl-C or SIGTERM): {len(stopped)} unfinished execution(s) "
+            "marked CANCELED. Run again to resume; completed components come from the cache.",
+            file=sys.stderr,
+        )
+        return 130
     except Exception as error:  # noqa: BLE001 (report any component failure plainly)
         try:
             why = report.failure_report(
@@ -147,9 +172,8 @@ def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
             )
         except Exception:  # noqa: BLE001 (explaining must not hide the failure itself)
             why = ""
-        first_line = (str(error).strip().splitlines() or [""])[0][:500]
         print(f"\nPipeline stopped. {why}", file=sys.stderr)
-        print(f"Error: {type(error).__name__}: {first_line}", file=sys.stderr)
+        print(f"Error: {type(error).__name__}: {first_line(error)}", file=sys.stderr)
         print(f"See the full log: {log_path}", file=sys.stderr)
         return 1
     finally:
@@ -158,3 +182,21 @@ def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
     run_id = lineage_store.run_ids(store, config.pipeline_name)[-1]
     print(report.run_report(store, run_id))
     return 0
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:500]
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the run) is handled like Ctrl-C."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

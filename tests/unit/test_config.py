@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import tensorflow_model_analysis as tfma
 
 from pipeline import config as pipeline_config
@@ -130,3 +131,83 @@ def test_the_mlmd_password_is_masked_in_logs(caplog):
     with caplog.at_level(logging.INFO, logger="absl"):
         logger.info("Using connection config:\n %s", 'mysql {\n  password: "s3cret"\n}')
     assert "s3cret" not in caplog.text and 'password: "***"' in caplog.text
+
+
+@pytest.mark.parametrize(
+    "password",
+    ['super"secret123', 'back\\slash"and"quotes', "ünïcødé-pässwörd", "end\\", '"'],
+)
+def test_passwords_with_quotes_backslashes_and_unicode_are_masked(password, caplog, monkeypatch):
+    """The log read password: "***"supersecret123" with a quote-stopping pattern (issue 11.8)."""
+    import logging
+
+    monkeypatch.setenv(pipeline_config.MYSQL_PASSWORD_ENV, password)
+    config = pipeline_config.PipelineConfig(mysql_host="db.internal")
+    logger = logging.getLogger("absl")
+    redactor = pipeline_config.PasswordRedactor()
+    logger.addFilter(redactor)
+    try:
+        with caplog.at_level(logging.INFO, logger="absl"):
+            # As TFX logs it: the connection config proto, as text.
+            logger.info(
+                "MetadataStore with connection config: %s", config.metadata_connection_config()
+            )
+    finally:
+        logger.removeFilter(redactor)
+    logged = caplog.text
+    assert 'password: "***"' in logged
+    text = logged.split("password:", 1)[1].splitlines()[0]
+    assert text.strip() == '"***"', text
+    if len(password) >= 4:
+        assert password not in logged
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--min-auc", "2"], "--min-auc must be between 0 and 1"),
+        (["--min-auc", "nan"], "--min-auc must be between 0 and 1"),
+        (["--max-auc-drop", "-1"], "--max-auc-drop must be between 0 and 1"),
+        (["--eval-split-buckets", "0"], "--eval-split-buckets must be at least 1"),
+    ],
+)
+def test_settings_that_can_never_bless_are_refused(flags, words):
+    """They used to run the whole pipeline and never bless (issue 11.12)."""
+    result = run_runner(*flags)
+    assert result.returncode == 2 and words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_output_and_unreachable_mysql_get_one_line(tmp_path):
+    """OSError, C++ error blocks and a traceback before (issue 11.10)."""
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    unwritable = run_runner("--output-dir", str(a_file / "outputs"))
+    assert unwritable.returncode == 2 and "is not writable" in unwritable.stderr
+    read_only = run_runner("--output-dir", "/proc/cfpb-outputs")  # a read-only file system
+    assert read_only.returncode == 2 and "is not writable" in read_only.stderr
+    unreachable = run_runner(
+        "--output-dir", str(tmp_path / "out"), "--mysql-host", "127.0.0.1", "--mysql-port", "1"
+    )
+    assert unreachable.returncode == 2
+    assert "cannot reach MySQL for MLMD at 127.0.0.1:1" in unreachable.stderr
+    for result in (unwritable, read_only, unreachable):
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("beam_runner.py: error: ")
+
+
+def test_a_second_run_into_a_locked_folder_is_refused_and_leaves_nothing(tmp_path):
+    """The refusal came after ~40 s of imports and left a log in the other run's folder."""
+    import fcntl
+
+    from pipeline.config import PipelineConfig
+
+    output_dir = tmp_path / "outputs"
+    output_dir.mkdir()
+    lock_path = output_dir / f".{PipelineConfig.pipeline_name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run in progress
+        result = run_runner("--output-dir", str(output_dir))
+    assert result.returncode == 1 and "Another run of cfpb-dispute is using" in result.stderr
+    assert sorted(p.name for p in output_dir.iterdir()) == [lock_path.name]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,100 @@
+"""What is wrong with a config, found before anything heavy starts (no TensorFlow import).
+
+Every runner calls config_problems() after parsing its flags and stops with one line per
+problem and exit code 2: a run that can never succeed (an impossible threshold, an output
+folder it cannot write, a database it cannot reach) should not first spend minutes importing
+and computing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+from pipeline.config import SPAN_TOKEN, PipelineConfig, is_uri
+
+MYSQL_CONNECT_SECONDS = 3.0
+
+
+def config_problems(config: PipelineConfig) -> list[str]:
+    """Problems in words a user can act on (empty when the config is usable)."""
+    return [
+        *data_problems(config),
+        *setting_problems(config),
+        *output_problems(config),
+        *store_problems(config),
+    ]
+
+
+def data_problems(config: PipelineConfig) -> list[str]:
+    problems = []
+    if not is_uri(config.data_dir):  # remote data is checked where it is read
+        data_dir = Path(config.data_dir)
+        files = sorted(data_dir.glob(config.input_pattern.replace(SPAN_TOKEN, "*")))
+        if not data_dir.is_dir():
+            problems.append(f"--data-dir {config.data_dir} is not a folder")
+        elif not files:
+            problems.append(
+                f"--data-dir {config.data_dir} holds no file matching {config.input_pattern}; "
+                "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
+            )
+        else:
+            from data.prepare import prepared_file_problem
+
+            problems += filter(None, map(prepared_file_problem, map(str, files)))
+    if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
+        problems.append(f"--schema-file {config.schema_file} does not exist")
+    return problems
+
+
+def setting_problems(config: PipelineConfig) -> list[str]:
+    """Settings under which no run could ever train, evaluate or bless a model."""
+    problems = []
+    for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):
+        if getattr(config, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0.0 <= config.min_auc <= 1.0:  # also refuses nan
+        problems.append(f"--min-auc must be between 0 and 1 (an AUC), not {config.min_auc}")
+    if not 0.0 <= config.max_auc_drop <= 1.0:
+        problems.append(
+            f"--max-auc-drop must be between 0 and 1 (an AUC difference), not "
+            f"{config.max_auc_drop}; 0 means no worse than the last blessed model"
+        )
+    if config.eval_split_buckets < 1:
+        problems.append("--eval-split-buckets must be at least 1 (eval gets that many of 3+N)")
+    if config.direct_num_workers < 0:
+        problems.append("--direct_num_workers must be 0 (one per core) or more")
+    return problems
+
+
+def output_problems(config: PipelineConfig) -> list[str]:
+    """A local output folder must be creatable and writable (remote ones are checked there)."""
+    if is_uri(config.output_dir):
+        return []
+    try:
+        os.makedirs(config.output_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=config.output_dir):
+            pass
+    except OSError as error:
+        return [f"--output-dir {config.output_dir} is not writable: {error.strerror or error}"]
+    return []
+
+
+def store_problems(config: PipelineConfig) -> list[str]:
+    """MLMD on MySQL: the server must answer on its port (the password is checked by MLMD)."""
+    if not config.mysql_host:
+        return []
+    if not 0 < config.mysql_port < 65536:
+        return [f"--mysql-port {config.mysql_port} is not a TCP port"]
+    try:
+        socket.create_connection(
+            (config.mysql_host, config.mysql_port), timeout=MYSQL_CONNECT_SECONDS
+        ).close()
+    except OSError as error:
+        return [
+            f"cannot reach MySQL for MLMD at {config.mysql_host}:{config.mysql_port} "
+            f"({error.strerror or error}); start the server or fix --mysql-host/--mysql-port"
+        ]
+    return []
