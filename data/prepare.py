@@ -5,7 +5,8 @@
 EXPORT is a CSV (or the CFPB's complaints.csv.zip) with the CFPB's own header. The
 prepared file has the columns of models.features.CANONICAL_COLUMNS, one row per
 labelled complaint. It is written to a temporary file and renamed at the end, so a
-failed run leaves no output behind.
+failed run leaves no output behind (and an existing one intact). What it refuses before
+reading a row is in data.checks.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from data.atomic import atomic_write
+from data.checks import ExportError, output_problem
 from models import features
 
 # CFPB header name -> canonical column. Columns not listed here are ignored.
@@ -59,10 +61,6 @@ DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y")
 PROGRESS_EVERY = 100_000
 
 csv.field_size_limit(sys.maxsize)
-
-
-class ExportError(ValueError):
-    """The input is not a CFPB export this command can read."""
 
 
 @dataclass
@@ -264,6 +262,9 @@ def prepared_file_problem(path: str, opener: Callable[..., IO] = open) -> str | 
 
 def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareReport:
     """Write the canonical CSV of all labelled rows of `sources` to `destination`, atomically."""
+    problem = output_problem(sources, destination)
+    if problem:
+        raise ExportError(problem)
     report = PrepareReport()
     seen = _SeenIds()
     with atomic_write(destination, encoding="utf-8", newline="") as out:
@@ -290,13 +291,19 @@ def prepare_and_report(sources: list[Path], destination: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m data.prepare",
         description="Turn raw CFPB complaint exports (CSV or complaints.csv.zip) into the "
         "pipeline's canonical CSV: ISO dates, 5-character ZIP codes, label 1/0, "
         "unlabelled rows dropped and counted.",
     )
     parser.add_argument("exports", nargs="+", type=Path, help="raw CFPB export(s), CSV or zip")
     parser.add_argument(
-        "-o", "--output", type=Path, required=True, help="canonical CSV to write (replaced whole)"
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="canonical CSV to write (replaced whole, only when the run succeeds; "
+        "not one of the exports)",
     )
     args = parser.parse_args(argv)
     return prepare_and_report(args.exports, args.output)

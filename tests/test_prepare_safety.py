@@ -1,0 +1,105 @@
+"""What data.prepare refuses, fed real rows made faulty (issue 11): one line, exit 2, no output."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from data import prepare
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NY = FIXTURES / "ny_2015_head.csv"  # header 18 names, rows 19 fields; every row labelled
+SAMPLE = FIXTURES / "sample_2011_2020_head.csv"  # unnamed index column, unlabelled rows
+NO_NARRATIVE = FIXTURES / "no_narrative_2013_2017_head.csv"  # CRLF, M/D/YYYY, no ids
+REPO = Path(__file__).resolve().parent.parent
+
+
+def one_line_error(capsys, *words: str) -> str:
+    """The run's stderr, checked to be one `error:` line holding every word."""
+    captured = capsys.readouterr()
+    assert "rows read" not in captured.out
+    error = captured.err
+    assert error.startswith("error: ") and error.count("\n") == 1, error
+    for word in words:
+        assert word in error, (word, error)
+    return error
+
+
+def refuse_reading(monkeypatch) -> None:
+    """Make any attempt to read an export fail the test: refusals must come first."""
+
+    def no_reading(path):
+        raise AssertionError(f"{path} was read before the output was checked")
+
+    monkeypatch.setattr(prepare, "open_export", no_reading)
+
+
+def prepared(path: Path, tmp_path: Path) -> tuple[list[tuple[str, ...]], prepare.PrepareReport]:
+    output = tmp_path / "prepared" / "out.csv"
+    report = prepare.prepare_cfpb_exports([path], output)
+    with open(output, newline="", encoding="utf-8") as handle:
+        return [tuple(row) for row in csv.reader(handle)][1:], report
+
+
+def assert_every_row_accounted(report: prepare.PrepareReport) -> None:
+    assert report.rows_read == report.rows_kept + sum(report.dropped.values())
+
+
+# Item 2: the output is one of the inputs.
+
+
+@pytest.mark.parametrize(
+    "how", ["same path", "output is a symlink", "input is a symlink", "hardlink"]
+)
+def test_output_that_is_an_input_is_refused_before_reading(tmp_path, capsys, monkeypatch, how):
+    export = tmp_path / "complaints.csv"
+    export.write_bytes(NY.read_bytes())
+    source = output = export
+    if how == "output is a symlink":
+        output = tmp_path / "link.csv"
+        output.symlink_to(export)
+    elif how == "input is a symlink":
+        source = tmp_path / "link.csv"
+        source.symlink_to(export)
+    elif how == "hardlink":
+        output = tmp_path / "hard.csv"
+        os.link(export, output)
+    refuse_reading(monkeypatch)
+    assert prepare.main([str(SAMPLE), str(source), "-o", str(output)]) == 2
+    one_line_error(capsys, str(output), str(source), "input")
+    assert export.read_bytes() == NY.read_bytes()
+    assert output.exists() and output.read_bytes() == NY.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []
+
+
+# Item 11: the output names a folder, or a path under a file.
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file", "two levels under a file"])
+def test_output_folder_or_path_under_a_file_is_refused_before_reading(
+    tmp_path, capsys, monkeypatch, where
+):
+    export = tmp_path / "complaints.csv"
+    export.write_bytes(NY.read_bytes())
+    existing = tmp_path / "existing_file.csv"
+    existing.write_text("previous good output\n")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    output, blocker = {
+        "folder": (folder, folder),
+        "under a file": (existing / "out.csv", existing),
+        "two levels under a file": (existing / "sub" / "out.csv", existing),
+    }[where]
+    refuse_reading(monkeypatch)
+    assert prepare.main([str(export), "-o", str(output)]) == 2
+    one_line_error(capsys, str(blocker))
+    assert existing.read_text() == "previous good output\n"
+    assert list(folder.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "complaints.csv",
+        "existing_file.csv",
+        "out",
+    ]
