@@ -7,7 +7,7 @@ exits 2.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 
@@ -37,6 +37,22 @@ def output_problem(sources: Sequence[Path], destination: Path) -> str | None:
                 return f"-o {destination} cannot be created: {parent} is a file, not a folder"
             break
     return None
+
+
+def repeated_columns_problem(header: list[str], wanted: Collection[str]) -> str | None:
+    """Names of `wanted` columns the header has more than once: which copy holds the data is
+    anyone's guess, so refuse rather than pick one (the first copy may be an empty one)."""
+    numbers: dict[str, list[str]] = {}
+    for number, name in enumerate(header, start=1):
+        if name in wanted:
+            numbers.setdefault(name, []).append(str(number))
+    repeated = [f"{name!r} (columns {', '.join(n)})" for name, n in numbers.items() if len(n) > 1]
+    if not repeated:
+        return None
+    return (
+        f"the header names a column more than once: {'; '.join(repeated)}. "
+        "Remove or rename the extra copies, keeping the one that holds the data"
+    )
 
 
 def _same_file(source: Path, destination: Path) -> bool:

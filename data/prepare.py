@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from data.atomic import atomic_write
-from data.checks import ExportError, output_problem
+from data.checks import ExportError, output_problem, repeated_columns_problem
 from models import features
 
 # CFPB header name -> canonical column. Columns not listed here are ignored.
@@ -167,6 +167,9 @@ def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], li
             f"{path}: not a CFPB complaints export: missing column(s) {', '.join(missing)}. "
             f"The header must use the CFPB's names, e.g. {REQUIRED_CFPB_COLUMNS[:3]}."
         )
+    repeated = repeated_columns_problem(header, CFPB_COLUMNS)
+    if repeated:
+        raise ExportError(f"{path}: {repeated}")
     first_row = next(reader, None)
     # Some exports keep a pandas index column: unnamed in the header, or not named at all
     # (then every row has one field more than the header).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -103,3 +104,40 @@ def test_output_folder_or_path_under_a_file_is_refused_before_reading(
         "existing_file.csv",
         "out",
     ]
+
+
+# Item 3: a column the command reads appears twice in the header.
+
+
+def with_empty_narrative_column_first(source: Path, destination: Path) -> Path:
+    """The export with an extra, empty "Consumer complaint narrative" column before the real one."""
+    with open(source, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0]
+    at = header.index("Date received") + 1
+    offset = len(rows[1]) - len(header)  # the nameless index column of some exports
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header[:at] + ["Consumer complaint narrative"] + header[at:])
+    writer.writerows(row[: at + offset] + [""] + row[at + offset :] for row in rows[1:])
+    destination.write_text(out.getvalue(), encoding="utf-8")
+    return destination
+
+
+@pytest.mark.parametrize("source", [NY, SAMPLE], ids=["ny", "sample"])
+def test_duplicate_column_names_are_refused(tmp_path, capsys, source):
+    export = with_empty_narrative_column_first(source, tmp_path / "complaints.csv")
+    output = tmp_path / "out.csv"
+    output.write_text("previous good output\n")
+    assert prepare.main([str(export), "-o", str(output)]) == 2
+    one_line_error(capsys, str(export), "Consumer complaint narrative", "more than once")
+    assert output.read_text() == "previous good output\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_duplicate_unread_columns_are_ignored(tmp_path):
+    text = NY.read_text(encoding="utf-8").replace("Tags,", "Company public response,", 1)
+    export = tmp_path / "complaints.csv"
+    export.write_text(text, encoding="utf-8")
+    rows, report = prepared(export, tmp_path)
+    assert report.rows_kept == len(rows) == 40
