@@ -20,13 +20,20 @@ import io
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TextIO
+from typing import TextIO
 
 from data.atomic import atomic_write
-from data.checks import ExportError, output_problem, repeated_columns_problem
+from data.checks import (
+    SNIFF_BYTES,
+    ExportError,
+    nul_problem,
+    output_problem,
+    repeated_columns_problem,
+)
+from data.checks import prepared_file_problem as prepared_file_problem  # the runners' import
 from models import features
 
 # CFPB header name -> canonical column. Columns not listed here are ignored.
@@ -146,11 +153,12 @@ def open_export(path: Path) -> Iterator[TextIO]:
                 yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         return
     with open(path, "rb") as raw:
-        head = raw.read(8192)
+        head = raw.read(SNIFF_BYTES)
     if not head.strip():
         raise ExportError(f"{path}: the file is empty")
-    if b"\x00" in head:
-        raise ExportError(f"{path}: this is a binary file, not a CSV export")
+    problem = nul_problem(head)
+    if problem:
+        raise ExportError(f"{path} {problem}")
     with open(path, encoding="utf-8-sig", newline="") as text:
         yield text
 
@@ -242,25 +250,6 @@ def _canonical_record(
     values[features.ZIP_KEY] = normalize_zip(values[features.ZIP_KEY])
     values[features.LABEL_KEY] = label
     return values
-
-
-def prepared_file_problem(path: str, opener: Callable[..., IO] = open) -> str | None:
-    """Why a file cannot be a prepared CSV at all, judged by its first line; else None.
-
-    `opener` opens the path in binary mode: TFX's fileio.open for gs:// or s3:// paths.
-    """
-    try:
-        with opener(path, "rb") as handle:
-            first_line = handle.readline().decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        return f"{path} cannot be read as UTF-8 text ({type(error).__name__}: {error})"
-    columns = set(next(csv.reader([first_line]), []))
-    if not columns & set(features.CANONICAL_COLUMNS):
-        return (
-            f"{path} is not a prepared CFPB file (first line: {first_line[:80]!r}). "
-            "Prepare raw exports first: python -m data.prepare EXPORT -o FILE"
-        )
-    return None
 
 
 def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareReport:

@@ -141,3 +141,66 @@ def test_duplicate_unread_columns_are_ignored(tmp_path):
     export.write_text(text, encoding="utf-8")
     rows, report = prepared(export, tmp_path)
     assert report.rows_kept == len(rows) == 40
+
+
+# Item 9: NUL bytes (UTF-16 without BOM, a macOS AppleDouble "._" file).
+
+
+def apple_double() -> bytes:
+    """A macOS AppleDouble file as Finder leaves beside a copied complaints.csv."""
+    header = b"\x00\x05\x16\x07" + b"\x00\x02\x00\x00" + b"Mac OS X".ljust(16) + b"\x00\x02"
+    entries = b"\x00\x00\x00\x09\x00\x00\x00\x32\x00\x00\x0e\xb0"  # Finder info
+    entries += b"\x00\x00\x00\x02\x00\x00\x0e\xe2\x00\x00\x01\x1e"  # resource fork
+    body = b"\x00" * 32 + b"ATTR" + b"\x00" * 30
+    body += b"com.apple.quarantine\x00q/0081;6571a2c1;Safari;"
+    return (header + entries + body).ljust(4096, b"\x00")
+
+
+def utf16_without_bom(path: Path) -> bytes:
+    return path.read_text(encoding="utf-8").encode("utf-16-le")
+
+
+@pytest.fixture
+def prepared_ny(tmp_path) -> Path:
+    output = tmp_path / "prepared" / "complaints.csv"
+    prepare.prepare_cfpb_exports([NY], output)
+    return output
+
+
+@pytest.mark.parametrize(
+    "kind, hint", [("utf-16", "UTF-16"), ("apple-double", "._"), ("binary", "UTF-16? a macOS ._")]
+)
+def test_file_check_names_nul_bytes_instead_of_raising(tmp_path, prepared_ny, kind, hint):
+    path = tmp_path / ("._complaints.csv" if kind == "apple-double" else "complaints.csv")
+    content = {
+        "utf-16": utf16_without_bom(prepared_ny),
+        "apple-double": apple_double(),
+        "binary": prepared_ny.read_bytes()[:100] + b"\x00\x17\x80" * 10,
+    }[kind]
+    path.write_bytes(content)
+    problem = prepare.prepared_file_problem(str(path))
+    assert problem is not None and str(path) in problem and "NUL" in problem and hint in problem
+
+
+def test_file_check_still_accepts_a_prepared_file(prepared_ny):
+    assert prepare.prepared_file_problem(str(prepared_ny)) is None
+
+
+@pytest.mark.parametrize(
+    "kind, hint",
+    [("utf-16", "UTF-16"), ("apple-double", "AppleDouble")],
+)
+def test_raw_export_with_nul_bytes_is_refused_in_one_line(tmp_path, capsys, kind, hint):
+    path = tmp_path / ("._complaints.csv" if kind == "apple-double" else "complaints.csv")
+    if kind == "utf-16":
+        path.write_bytes(utf16_without_bom(NY))
+    elif kind == "apple-double":
+        path.write_bytes(apple_double())
+    else:  # past the 8 KB sniffed at the start: found while reading
+        lines = NY.read_bytes().split(b"\n")
+        lines[65] = lines[65].replace(b",Web,", b",W\x00eb,")
+        path.write_bytes(b"\n".join(lines))
+    output = tmp_path / "out.csv"
+    assert prepare.main([str(path), "-o", str(output)]) == 2
+    one_line_error(capsys, str(path), "NUL", hint)
+    assert not output.exists()
