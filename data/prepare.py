@@ -6,7 +6,8 @@ EXPORT is a CSV (or the CFPB's complaints.csv.zip) with the CFPB's own header. T
 prepared file has the columns of models.features.CANONICAL_COLUMNS, one row per
 labelled complaint. It is written to a temporary file and renamed at the end, so a
 failed run leaves no output behind (and an existing one intact). What it refuses before
-reading a row is in data.checks.
+reading a row is in data.checks; how it reads rows that break the CSV quoting, in
+data.records.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import contextlib
 import csv
 import datetime
 import io
+import itertools
+import operator
 import re
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -34,6 +37,7 @@ from data.checks import (
     repeated_columns_problem,
 )
 from data.checks import prepared_file_problem as prepared_file_problem  # the runners' import
+from data.records import Record, RecordReader, has_stray_quote, row_start
 from models import features
 
 # CFPB header name -> canonical column. Columns not listed here are ignored.
@@ -61,6 +65,8 @@ OPTIONAL_CFPB_COLUMNS = {
     "Complaint ID",
 }
 REQUIRED_CFPB_COLUMNS = [name for name in CFPB_COLUMNS if name not in OPTIONAL_CFPB_COLUMNS]
+# The only column whose values may span lines; a line break elsewhere means rows merged.
+MULTI_LINE_COLUMNS = {"Consumer complaint narrative"}
 
 LABELS = {"yes": 1, "no": 0}
 UNLABELLED = {"", "n/a", "na"}
@@ -163,11 +169,11 @@ def open_export(path: Path) -> Iterator[TextIO]:
         yield text
 
 
-def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], list[str] | None]:
-    """The header, fixed for a nameless leading index column, and the first row."""
-    header = next(reader, None)
+def _read_header(records: RecordReader, path: Path) -> tuple[list[str], Record | None]:
+    """The header, fixed for a nameless leading index column, and the first record."""
+    header = next(records, Record(None, [])).fields
     if not header or not any(name.strip() for name in header):
-        raise ExportError(f"{path}: the file has no header row")
+        raise ExportError(f"{path}: the file has no readable header row")
     header = [name.strip() for name in header]
     missing = [name for name in REQUIRED_CFPB_COLUMNS if name not in header]
     if missing:
@@ -178,53 +184,103 @@ def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], li
     repeated = repeated_columns_problem(header, CFPB_COLUMNS)
     if repeated:
         raise ExportError(f"{path}: {repeated}")
-    first_row = next(reader, None)
-    # Some exports keep a pandas index column: unnamed in the header, or not named at all
-    # (then every row has one field more than the header).
-    if first_row is not None and len(first_row) == len(header) + 1:
+    first = next(records, None)
+    if first is not None and _has_nameless_index(header, first):
         header = [""] + header
-    return header, first_row
+    return header, first
+
+
+def _has_nameless_index(header: list[str], first: Record) -> bool:
+    """Whether rows start with a pandas index column the header does not name at all.
+
+    The first raw line tells where its date is, even if that row's quoting is broken; a line
+    without a date falls back to the field count (one more than the header).
+    """
+    date_at = header.index("Date received")
+    line = first.lines[0]
+    if row_start(date_at).match(line):
+        return False
+    if row_start(date_at + 1).match(line):
+        return True
+    return first.fields is not None and len(first.fields) == len(header) + 1
+
+
+@dataclass
+class _Layout:
+    """Where a file's rows keep the columns this command reads."""
+
+    width: int  # fields per row
+    position: dict[str, int]  # CFPB column name -> field index
+    one_line: Callable[[list[str]], tuple[str, ...]]  # the fields that cannot span lines
+    starts_row: re.Pattern[str]  # a raw line that begins a row
+
+    @classmethod
+    def of(cls, header: list[str]) -> _Layout:
+        position = {name: header.index(name) for name in CFPB_COLUMNS if name in header}
+        one_line = [at for name, at in position.items() if name not in MULTI_LINE_COLUMNS]
+        return cls(
+            len(header),
+            position,
+            operator.itemgetter(*one_line),  # 9 or more columns: returns a tuple
+            row_start(header.index("Date received")),
+        )
 
 
 def _canonical_rows(
     path: Path, report: PrepareReport, seen: _SeenIds
 ) -> Iterator[dict[str, str | int]]:
     with open_export(path) as text:
-        reader = csv.reader(text)
+        records = RecordReader(text, path)
         try:
-            header, first_row = _read_header(reader, path)
-            position = {name: header.index(name) for name in CFPB_COLUMNS if name in header}
-            rows = reader if first_row is None else _chain(first_row, reader)
-            for row in rows:
-                if not any(cell.strip() for cell in row):
+            header, first = _read_header(records, path)
+            layout = _Layout.of(header)
+            in_step = True  # the next record begins a row (not the tail of a broken one)
+            for record in itertools.chain([first] if first else [], records):
+                if record.fields is not None and not any(cell.strip() for cell in record.fields):
                     continue
-                report.rows_read += 1
-                if report.rows_read % PROGRESS_EVERY == 0:
-                    print(f"  {path.name}: {report.rows_read:,} rows read", file=sys.stderr)
-                if len(row) != len(header):
-                    report.dropped["malformed row (wrong number of fields)"] += 1
+                problem = _malformed(record, layout)
+                if problem is not None:
+                    # Count a broken row once (the tail of one is not a row) and read again the
+                    # rows it swallowed. A lost opening quote can end a record inside a field:
+                    # the next record is then a row only if it begins like one.
+                    if in_step or layout.starts_row.match(record.lines[0]):
+                        _count_read(report, path)
+                        report.dropped[problem] += 1
+                    in_step = records.reread_swallowed(record, layout.starts_row)
                     continue
-                record = _canonical_record(row, position, report)
-                if record is None:
+                in_step = True
+                _count_read(report, path)
+                values = _canonical_record(record.fields, layout.position, report)
+                if values is None:
                     continue
-                if not seen.add(str(record[features.ID_KEY])):
+                if not seen.add(str(values[features.ID_KEY])):
                     report.dropped["duplicate complaint id"] += 1
                     continue
                 report.rows_kept += 1
-                yield record
+                yield values
         except UnicodeDecodeError as error:
             raise ExportError(
-                f"{path}: not UTF-8 text near row {report.rows_read + 1}: {error.reason}"
-            ) from error
-        except csv.Error as error:
-            raise ExportError(
-                f"{path}: unreadable CSV near row {report.rows_read + 1}: {error}"
+                f"{path}: not UTF-8 text near line {records.line_number + 1}: {error.reason}"
             ) from error
 
 
-def _chain(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:
-    yield first
-    yield from rest
+def _count_read(report: PrepareReport, path: Path) -> None:
+    report.rows_read += 1
+    if report.rows_read % PROGRESS_EVERY == 0:
+        print(f"  {path.name}: {report.rows_read:,} rows read", file=sys.stderr)
+
+
+def _malformed(record: Record, layout: _Layout) -> str | None:
+    """Why a record's fields do not fit the header's columns (a broken row); None if they do."""
+    fields = record.fields
+    if fields is None or has_stray_quote(record):
+        return "malformed row (broken quoting)"
+    if len(fields) != layout.width:
+        return "malformed row (wrong number of fields)"
+    one_line = "".join(layout.one_line(fields))
+    if "\n" in one_line or "\r" in one_line:
+        return "malformed row (line break in a one-line column)"
+    return None
 
 
 def _canonical_record(
@@ -287,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Turn raw CFPB complaint exports (CSV or complaints.csv.zip) into the "
         "pipeline's canonical CSV: ISO dates, 5-character ZIP codes, label 1/0, "
         "unlabelled rows dropped and counted.",
+        epilog="Rows that do not fit the header (broken quotes, wrong number of fields, a line "
+        "break in a one-line column) are dropped and counted as malformed; every row read "
+        "is kept or counted once. Refused with exit "
+        "code 2 and no output: an output that is an input, a folder or under a file; a file "
+        "that is not a UTF-8 CFPB export (binary, UTF-16, NUL bytes, a column named twice).",
     )
     parser.add_argument("exports", nargs="+", type=Path, help="raw CFPB export(s), CSV or zip")
     parser.add_argument(

@@ -188,7 +188,7 @@ def test_file_check_still_accepts_a_prepared_file(prepared_ny):
 
 @pytest.mark.parametrize(
     "kind, hint",
-    [("utf-16", "UTF-16"), ("apple-double", "AppleDouble")],
+    [("utf-16", "UTF-16"), ("apple-double", "AppleDouble"), ("nul at line 66", "line 66")],
 )
 def test_raw_export_with_nul_bytes_is_refused_in_one_line(tmp_path, capsys, kind, hint):
     path = tmp_path / ("._complaints.csv" if kind == "apple-double" else "complaints.csv")
@@ -204,3 +204,64 @@ def test_raw_export_with_nul_bytes_is_refused_in_one_line(tmp_path, capsys, kind
     assert prepare.main([str(path), "-o", str(output)]) == 2
     one_line_error(capsys, str(path), "NUL", hint)
     assert not output.exists()
+
+
+# Broken quotes: every row read is kept or counted once; a garbled row is never kept.
+
+
+def quote_offsets(text: str) -> tuple[list[int], list[int]]:
+    """Offsets of the opening and of the closing quote of every quoted field in a CSV text."""
+    opening: list[int] = []
+    closing: list[int] = []
+    at, quoted, field_start = 0, False, True
+    while at < len(text):
+        char = text[at]
+        if quoted and char == '"':
+            if text[at + 1 : at + 2] == '"':  # an escaped quote inside the field
+                at += 2
+                continue
+            closing.append(at)
+            quoted = False
+        elif not quoted and char == '"' and field_start:
+            opening.append(at)
+            quoted = True
+        field_start = not quoted and char in ",\r\n"
+        at += 1
+    return opening, closing
+
+
+@pytest.mark.parametrize("which", ["closing", "opening"])
+@pytest.mark.parametrize("source", [NY, SAMPLE, NO_NARRATIVE], ids=["ny", "sample", "no_narr"])
+def test_a_broken_quote_costs_only_its_own_row_and_every_row_is_counted(tmp_path, source, which):
+    intact_rows, intact = prepared(source, tmp_path)
+    text = source.read_bytes().decode("utf-8")
+    opening, closing = quote_offsets(text)
+    offsets = closing if which == "closing" else opening
+    assert len(offsets) > 30
+    variant = tmp_path / "broken.csv"
+    for at in offsets:
+        variant.write_bytes((text[:at] + text[at + 1 :]).encode("utf-8"))
+        rows, report = prepared(variant, tmp_path)
+        context = (at, text[max(at - 40, 0) : at + 40], report.summary())
+        assert report.rows_read == intact.rows_read, context
+        assert_every_row_accounted(report)
+        assert set(rows) <= set(intact_rows), context  # no garbled row kept
+        malformed = {r: n for r, n in report.dropped.items() if r.startswith("malformed")}
+        assert sum(malformed.values()) == 1, context
+        assert len(rows) >= len(intact_rows) - 1, context
+
+
+def test_unclosed_quote_in_a_company_name(tmp_path):
+    """The issue's case: "NRA Group, LLC" loses its closing quote; rows below must survive."""
+    text = NO_NARRATIVE.read_bytes().decode("utf-8")
+    assert text.count('"NRA Group, LLC"') == 1
+    export = tmp_path / "complaints.csv"
+    export.write_bytes(text.replace('"NRA Group, LLC"', '"NRA Group, LLC').encode("utf-8"))
+    rows, report = prepared(export, tmp_path)
+    assert report.rows_read == 60
+    assert report.dropped == {
+        "malformed row (broken quoting)": 1,
+        "no label (Consumer disputed? empty)": 2,
+    }
+    assert len(rows) == 57
+    assert not any('"' in value for row in rows for value in row)
