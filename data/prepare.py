@@ -38,6 +38,7 @@ from data.checks import (
 )
 from data.checks import prepared_file_problem as prepared_file_problem  # the runners' import
 from data.records import Record, RecordReader, has_stray_quote, row_start
+from data.seen_ids import SeenIds
 from models import features
 
 # CFPB header name -> canonical column. Columns not listed here are ignored.
@@ -90,26 +91,6 @@ class PrepareReport:
         lines.append(f"rows dropped: {dropped:,}")
         lines += [f"  {reason}: {count:,}" for reason, count in sorted(self.dropped.items())]
         return "\n".join(lines)
-
-
-class _SeenIds:
-    """Complaint ids already written, as a bitmap: a few MB for the whole database."""
-
-    def __init__(self) -> None:
-        self._bits = bytearray()
-
-    def add(self, complaint_id: str) -> bool:
-        """Record the id; False if it was seen before. Non-numeric ids are never duplicates."""
-        if not complaint_id.isdigit():
-            return True
-        number = int(complaint_id)
-        byte, bit = divmod(number, 8)
-        if byte >= len(self._bits):
-            self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
-        if self._bits[byte] & (1 << bit):
-            return False
-        self._bits[byte] |= 1 << bit
-        return True
 
 
 def normalize_date(value: str) -> str | None:
@@ -227,7 +208,7 @@ class _Layout:
 
 
 def _canonical_rows(
-    path: Path, report: PrepareReport, seen: _SeenIds
+    path: Path, report: PrepareReport, seen: SeenIds
 ) -> Iterator[dict[str, str | int]]:
     with open_export(path) as text:
         records = RecordReader(text, path)
@@ -253,7 +234,8 @@ def _canonical_rows(
                 values = _canonical_record(record.fields, layout.position, report)
                 if values is None:
                     continue
-                if not seen.add(str(values[features.ID_KEY])):
+                complaint_id = str(values[features.ID_KEY])
+                if complaint_id and not seen.add(complaint_id):
                     report.dropped["duplicate complaint id"] += 1
                     continue
                 report.rows_kept += 1
@@ -280,6 +262,10 @@ def _malformed(record: Record, layout: _Layout) -> str | None:
     one_line = "".join(layout.one_line(fields))
     if "\n" in one_line or "\r" in one_line:
         return "malformed row (line break in a one-line column)"
+    at = layout.position.get("Complaint ID")
+    complaint_id = fields[at].strip() if at is not None else ""
+    if complaint_id and not (complaint_id.isascii() and complaint_id.isdigit()):
+        return "malformed row (Complaint ID not a number)"
     return None
 
 
@@ -314,7 +300,7 @@ def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareRepor
     if problem:
         raise ExportError(problem)
     report = PrepareReport()
-    seen = _SeenIds()
+    seen = SeenIds()
     with atomic_write(destination, encoding="utf-8", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=features.CANONICAL_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -344,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline's canonical CSV: ISO dates, 5-character ZIP codes, label 1/0, "
         "unlabelled rows dropped and counted.",
         epilog="Rows that do not fit the header (broken quotes, wrong number of fields, a line "
-        "break in a one-line column) are dropped and counted as malformed; every row read "
-        "is kept or counted once. Refused with exit "
+        "break in a one-line column, a Complaint ID that is not a number) are dropped and "
+        "counted as malformed; every row read is kept or counted once. Refused with exit "
         "code 2 and no output: an output that is an input, a folder or under a file; a file "
         "that is not a UTF-8 CFPB export (binary, UTF-16, NUL bytes, a column named twice).",
     )

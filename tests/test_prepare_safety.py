@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from data import prepare
+from models import features
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NY = FIXTURES / "ny_2015_head.csv"  # header 18 names, rows 19 fields; every row labelled
@@ -141,6 +145,66 @@ def test_duplicate_unread_columns_are_ignored(tmp_path):
     export.write_text(text, encoding="utf-8")
     rows, report = prepared(export, tmp_path)
     assert report.rows_kept == len(rows) == 40
+
+
+# Item 6: complaint ids far beyond the real range.
+
+HUGE_IDS = ["8000000000", "40000000000", "98765432109876543210"]
+
+
+def with_complaint_ids(source: Path, destination: Path, ids: list[str]) -> Path:
+    """The export with its first len(ids) complaint ids replaced by `ids`."""
+    with open(source, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    for row, complaint_id in zip(rows[1:], ids, strict=False):
+        row[-1] = complaint_id  # Complaint ID is the last column of these exports
+    with open(destination, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+    return destination
+
+
+def _limit_memory() -> None:
+    limit = 1 << 30  # 1 GiB of address space: ample for this file, not for a bitmap by value
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_huge_complaint_ids_are_kept_and_deduplicated_in_bounded_memory(tmp_path):
+    # Each huge id again (one with leading zeros) further down: those copies are duplicates.
+    ids = HUGE_IDS + ["1", "2", "3"] + HUGE_IDS[:2] + ["0" + HUGE_IDS[2]]
+    export = with_complaint_ids(NY, tmp_path / "complaints.csv", ids)
+    output = tmp_path / "out.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "data.prepare", str(export), "-o", str(output)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_memory,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "duplicate complaint id: 3" in done.stdout
+    with open(output, newline="", encoding="utf-8") as handle:
+        kept = [row[features.ID_KEY] for row in csv.DictReader(handle)]
+    assert kept[:6] == HUGE_IDS + ["1", "2", "3"]
+    assert len(kept) == 37 and len(set(kept)) == 37
+
+
+def test_duplicate_ids_need_memory_by_rows_not_by_id_value():
+    seen = prepare.SeenIds()
+    ids = ["1" + "0" * 30, "8000000000", "40000000000", "5", "9" * 5000]
+    assert all(seen.add(complaint_id) for complaint_id in ids)
+    assert not any(seen.add(complaint_id) for complaint_id in ids)
+    assert not seen.add("000" + ids[1])  # the same number
+    assert seen.nbytes() < 4 << 20
+
+
+def test_non_numeric_complaint_id_is_dropped_as_malformed(tmp_path):
+    export = with_complaint_ids(NY, tmp_path / "complaints.csv", ["12a4", "No"])
+    rows, report = prepared(export, tmp_path)
+    assert report.dropped["malformed row (Complaint ID not a number)"] == 2
+    assert report.rows_read == 40 and len(rows) == 38
+    assert_every_row_accounted(report)
 
 
 # Item 9: NUL bytes (UTF-16 without BOM, a macOS AppleDouble "._" file).
