@@ -20,11 +20,18 @@ from data.checks import NUL_GUESS, ExportError
 # The date formats of data.prepare.DATE_FORMATS (ISO maybe with a time, M/D/YYYY, MM/DD/YY).
 _DATE = r"\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+)?|\d{1,2}/\d{1,2}/\d{2}(?:\d{2})?"
 _FIELD = r'(?:"[^"\r\n]*"|[^",\r\n]*),'
+# A quote that never closes would make the csv module buffer the rest of a multi-GB file.
+# Real records span up to ~60 lines; a longer one is broken and its lines are read again.
+MAX_RECORD_LINES = 10_000
 
 
 def row_start(fields_before_date: int) -> re.Pattern[str]:
     """Matches a raw line that begins a row: that many fields, then a date received."""
     return re.compile(_FIELD * fields_before_date + rf'"?(?:{_DATE})"?,')
+
+
+class _RecordTooLongError(Exception):
+    pass
 
 
 @dataclass
@@ -47,6 +54,8 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
+        if len(self.taken) >= MAX_RECORD_LINES:
+            raise _RecordTooLongError
         if self.given_back:
             line = self.given_back.popleft()
         else:
@@ -80,7 +89,7 @@ class RecordReader:
         self._lines.taken = []
         try:
             fields = next(self._csv)
-        except csv.Error:
+        except (csv.Error, _RecordTooLongError):
             fields = None
         return Record(fields, self._lines.taken)
 

@@ -329,3 +329,30 @@ def test_unclosed_quote_in_a_company_name(tmp_path):
     }
     assert len(rows) == 57
     assert not any('"' in value for row in rows for value in row)
+
+
+def test_a_quote_that_never_closes_does_not_buffer_the_rest_of_the_file(tmp_path, monkeypatch):
+    """Past MAX_RECORD_LINES a record counts as broken and its lines are read again."""
+    from data import records
+
+    longest: list[int] = []
+
+    class MeasuredRecord(records.Record):
+        def __init__(self, fields: list[str] | None, lines: list[str]) -> None:
+            super().__init__(fields, lines)
+            longest.append(len(lines))
+
+    monkeypatch.setattr(records, "MAX_RECORD_LINES", 3)
+    monkeypatch.setattr(records, "Record", MeasuredRecord)
+    text = NO_NARRATIVE.read_bytes().decode("utf-8")
+    # The closing quote followed by the most lines without a quote: the field runs on.
+    at = max(quote_offsets(text)[1], key=lambda i: text.count("\n", i, text.find('"', i + 1)))
+    assert text.count("\n", at, text.find('"', at + 1)) > 3
+    export = tmp_path / "complaints.csv"
+    export.write_bytes((text[:at] + text[at + 1 :]).encode("utf-8"))
+    rows, report = prepared(export, tmp_path)
+    assert max(longest) == 3
+    assert report.rows_read == 60
+    assert report.dropped["malformed row (broken quoting)"] == 1
+    assert_every_row_accounted(report)
+    assert len(rows) >= 57
