@@ -5,7 +5,9 @@
 EXPORT is a CSV (or the CFPB's complaints.csv.zip) with the CFPB's own header. The
 prepared file has the columns of models.features.CANONICAL_COLUMNS, one row per
 labelled complaint. It is written to a temporary file and renamed at the end, so a
-failed run leaves no output behind.
+failed run leaves no output behind (and an existing one intact). What it refuses before
+reading a row is in data.checks; how it reads rows that break the CSV quoting, in
+data.records.
 """
 
 from __future__ import annotations
@@ -16,15 +18,27 @@ import contextlib
 import csv
 import datetime
 import io
+import itertools
+import operator
 import re
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TextIO
+from typing import TextIO
 
 from data.atomic import atomic_write
+from data.checks import (
+    SNIFF_BYTES,
+    ExportError,
+    nul_problem,
+    output_problem,
+    repeated_columns_problem,
+)
+from data.checks import prepared_file_problem as prepared_file_problem  # the runners' import
+from data.records import Record, RecordReader, has_stray_quote, row_start
+from data.seen_ids import SeenIds
 from models import features
 
 # CFPB header name -> canonical column. Columns not listed here are ignored.
@@ -52,6 +66,8 @@ OPTIONAL_CFPB_COLUMNS = {
     "Complaint ID",
 }
 REQUIRED_CFPB_COLUMNS = [name for name in CFPB_COLUMNS if name not in OPTIONAL_CFPB_COLUMNS]
+# The only column whose values may span lines; a line break elsewhere means rows merged.
+MULTI_LINE_COLUMNS = {"Consumer complaint narrative"}
 
 LABELS = {"yes": 1, "no": 0}
 UNLABELLED = {"", "n/a", "na"}
@@ -59,10 +75,6 @@ DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y")
 PROGRESS_EVERY = 100_000
 
 csv.field_size_limit(sys.maxsize)
-
-
-class ExportError(ValueError):
-    """The input is not a CFPB export this command can read."""
 
 
 @dataclass
@@ -79,26 +91,6 @@ class PrepareReport:
         lines.append(f"rows dropped: {dropped:,}")
         lines += [f"  {reason}: {count:,}" for reason, count in sorted(self.dropped.items())]
         return "\n".join(lines)
-
-
-class _SeenIds:
-    """Complaint ids already written, as a bitmap: a few MB for the whole database."""
-
-    def __init__(self) -> None:
-        self._bits = bytearray()
-
-    def add(self, complaint_id: str) -> bool:
-        """Record the id; False if it was seen before. Non-numeric ids are never duplicates."""
-        if not complaint_id.isdigit():
-            return True
-        number = int(complaint_id)
-        byte, bit = divmod(number, 8)
-        if byte >= len(self._bits):
-            self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
-        if self._bits[byte] & (1 << bit):
-            return False
-        self._bits[byte] |= 1 << bit
-        return True
 
 
 def normalize_date(value: str) -> str | None:
@@ -148,20 +140,21 @@ def open_export(path: Path) -> Iterator[TextIO]:
                 yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         return
     with open(path, "rb") as raw:
-        head = raw.read(8192)
+        head = raw.read(SNIFF_BYTES)
     if not head.strip():
         raise ExportError(f"{path}: the file is empty")
-    if b"\x00" in head:
-        raise ExportError(f"{path}: this is a binary file, not a CSV export")
+    problem = nul_problem(head)
+    if problem:
+        raise ExportError(f"{path} {problem}")
     with open(path, encoding="utf-8-sig", newline="") as text:
         yield text
 
 
-def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], list[str] | None]:
-    """The header, fixed for a nameless leading index column, and the first row."""
-    header = next(reader, None)
+def _read_header(records: RecordReader, path: Path) -> tuple[list[str], Record | None]:
+    """The header, fixed for a nameless leading index column, and the first record."""
+    header = next(records, Record(None, [])).fields
     if not header or not any(name.strip() for name in header):
-        raise ExportError(f"{path}: the file has no header row")
+        raise ExportError(f"{path}: the file has no readable header row")
     header = [name.strip() for name in header]
     missing = [name for name in REQUIRED_CFPB_COLUMNS if name not in header]
     if missing:
@@ -169,53 +162,111 @@ def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], li
             f"{path}: not a CFPB complaints export: missing column(s) {', '.join(missing)}. "
             f"The header must use the CFPB's names, e.g. {REQUIRED_CFPB_COLUMNS[:3]}."
         )
-    first_row = next(reader, None)
-    # Some exports keep a pandas index column: unnamed in the header, or not named at all
-    # (then every row has one field more than the header).
-    if first_row is not None and len(first_row) == len(header) + 1:
+    repeated = repeated_columns_problem(header, CFPB_COLUMNS)
+    if repeated:
+        raise ExportError(f"{path}: {repeated}")
+    first = next(records, None)
+    if first is not None and _has_nameless_index(header, first):
         header = [""] + header
-    return header, first_row
+    return header, first
+
+
+def _has_nameless_index(header: list[str], first: Record) -> bool:
+    """Whether rows start with a pandas index column the header does not name at all.
+
+    The first raw line tells where its date is, even if that row's quoting is broken; a line
+    without a date falls back to the field count (one more than the header).
+    """
+    date_at = header.index("Date received")
+    line = first.lines[0]
+    if row_start(date_at).match(line):
+        return False
+    if row_start(date_at + 1).match(line):
+        return True
+    return first.fields is not None and len(first.fields) == len(header) + 1
+
+
+@dataclass
+class _Layout:
+    """Where a file's rows keep the columns this command reads."""
+
+    width: int  # fields per row
+    position: dict[str, int]  # CFPB column name -> field index
+    one_line: Callable[[list[str]], tuple[str, ...]]  # the fields that cannot span lines
+    starts_row: re.Pattern[str]  # a raw line that begins a row
+
+    @classmethod
+    def of(cls, header: list[str]) -> _Layout:
+        position = {name: header.index(name) for name in CFPB_COLUMNS if name in header}
+        one_line = [at for name, at in position.items() if name not in MULTI_LINE_COLUMNS]
+        return cls(
+            len(header),
+            position,
+            operator.itemgetter(*one_line),  # 9 or more columns: returns a tuple
+            row_start(header.index("Date received")),
+        )
 
 
 def _canonical_rows(
-    path: Path, report: PrepareReport, seen: _SeenIds
+    path: Path, report: PrepareReport, seen: SeenIds
 ) -> Iterator[dict[str, str | int]]:
     with open_export(path) as text:
-        reader = csv.reader(text)
+        records = RecordReader(text, path)
         try:
-            header, first_row = _read_header(reader, path)
-            position = {name: header.index(name) for name in CFPB_COLUMNS if name in header}
-            rows = reader if first_row is None else _chain(first_row, reader)
-            for row in rows:
-                if not any(cell.strip() for cell in row):
+            header, first = _read_header(records, path)
+            layout = _Layout.of(header)
+            in_step = True  # the next record begins a row (not the tail of a broken one)
+            for record in itertools.chain([first] if first else [], records):
+                if record.fields is not None and not any(cell.strip() for cell in record.fields):
                     continue
-                report.rows_read += 1
-                if report.rows_read % PROGRESS_EVERY == 0:
-                    print(f"  {path.name}: {report.rows_read:,} rows read", file=sys.stderr)
-                if len(row) != len(header):
-                    report.dropped["malformed row (wrong number of fields)"] += 1
+                problem = _malformed(record, layout)
+                if problem is not None:
+                    # Count a broken row once (the tail of one is not a row) and read again the
+                    # rows it swallowed. A lost opening quote can end a record inside a field:
+                    # the next record is then a row only if it begins like one.
+                    if in_step or layout.starts_row.match(record.lines[0]):
+                        _count_read(report, path)
+                        report.dropped[problem] += 1
+                    in_step = records.reread_swallowed(record, layout.starts_row)
                     continue
-                record = _canonical_record(row, position, report)
-                if record is None:
+                in_step = True
+                _count_read(report, path)
+                values = _canonical_record(record.fields, layout.position, report)
+                if values is None:
                     continue
-                if not seen.add(str(record[features.ID_KEY])):
+                complaint_id = str(values[features.ID_KEY])
+                if complaint_id and not seen.add(complaint_id):
                     report.dropped["duplicate complaint id"] += 1
                     continue
                 report.rows_kept += 1
-                yield record
+                yield values
         except UnicodeDecodeError as error:
             raise ExportError(
-                f"{path}: not UTF-8 text near row {report.rows_read + 1}: {error.reason}"
-            ) from error
-        except csv.Error as error:
-            raise ExportError(
-                f"{path}: unreadable CSV near row {report.rows_read + 1}: {error}"
+                f"{path}: not UTF-8 text near line {records.line_number + 1}: {error.reason}"
             ) from error
 
 
-def _chain(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:
-    yield first
-    yield from rest
+def _count_read(report: PrepareReport, path: Path) -> None:
+    report.rows_read += 1
+    if report.rows_read % PROGRESS_EVERY == 0:
+        print(f"  {path.name}: {report.rows_read:,} rows read", file=sys.stderr)
+
+
+def _malformed(record: Record, layout: _Layout) -> str | None:
+    """Why a record's fields do not fit the header's columns (a broken row); None if they do."""
+    fields = record.fields
+    if fields is None or has_stray_quote(record):
+        return "malformed row (broken quoting)"
+    if len(fields) != layout.width:
+        return "malformed row (wrong number of fields)"
+    one_line = "".join(layout.one_line(fields))
+    if "\n" in one_line or "\r" in one_line:
+        return "malformed row (line break in a one-line column)"
+    at = layout.position.get("Complaint ID")
+    complaint_id = fields[at].strip() if at is not None else ""
+    if complaint_id and not (complaint_id.isascii() and complaint_id.isdigit()):
+        return "malformed row (Complaint ID not a number)"
+    return None
 
 
 def _canonical_record(
@@ -243,29 +294,13 @@ def _canonical_record(
     return values
 
 
-def prepared_file_problem(path: str, opener: Callable[..., IO] = open) -> str | None:
-    """Why a file cannot be a prepared CSV at all, judged by its first line; else None.
-
-    `opener` opens the path in binary mode: TFX's fileio.open for gs:// or s3:// paths.
-    """
-    try:
-        with opener(path, "rb") as handle:
-            first_line = handle.readline().decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        return f"{path} cannot be read as UTF-8 text ({type(error).__name__}: {error})"
-    columns = set(next(csv.reader([first_line]), []))
-    if not columns & set(features.CANONICAL_COLUMNS):
-        return (
-            f"{path} is not a prepared CFPB file (first line: {first_line[:80]!r}). "
-            "Prepare raw exports first: python -m data.prepare EXPORT -o FILE"
-        )
-    return None
-
-
 def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareReport:
     """Write the canonical CSV of all labelled rows of `sources` to `destination`, atomically."""
+    problem = output_problem(sources, destination)
+    if problem:
+        raise ExportError(problem)
     report = PrepareReport()
-    seen = _SeenIds()
+    seen = SeenIds()
     with atomic_write(destination, encoding="utf-8", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=features.CANONICAL_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -290,13 +325,24 @@ def prepare_and_report(sources: list[Path], destination: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m data.prepare",
         description="Turn raw CFPB complaint exports (CSV or complaints.csv.zip) into the "
         "pipeline's canonical CSV: ISO dates, 5-character ZIP codes, label 1/0, "
         "unlabelled rows dropped and counted.",
+        epilog="Rows that do not fit the header (broken quotes, wrong number of fields, a line "
+        "break in a one-line column, a Complaint ID that is not a number) are dropped and "
+        "counted as malformed; every row read is kept or counted once. Refused with exit "
+        "code 2 and no output: an output that is an input, a folder or under a file; a file "
+        "that is not a UTF-8 CFPB export (binary, UTF-16, NUL bytes, a column named twice).",
     )
     parser.add_argument("exports", nargs="+", type=Path, help="raw CFPB export(s), CSV or zip")
     parser.add_argument(
-        "-o", "--output", type=Path, required=True, help="canonical CSV to write (replaced whole)"
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="canonical CSV to write (replaced whole, only when the run succeeds; "
+        "not one of the exports)",
     )
     args = parser.parse_args(argv)
     return prepare_and_report(args.exports, args.output)
