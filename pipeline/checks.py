@@ -8,11 +8,13 @@ and computing.
 
 from __future__ import annotations
 
+import csv
 import os
 import socket
 import tempfile
 from pathlib import Path
 
+from models.features import LABEL_KEY
 from pipeline.config import SPAN_TOKEN, PipelineConfig, is_uri
 
 MYSQL_CONNECT_SECONDS = 3.0
@@ -43,10 +45,42 @@ def data_problems(config: PipelineConfig) -> list[str]:
         else:
             from data.prepare import prepared_file_problem
 
-            problems += filter(None, map(prepared_file_problem, map(str, files)))
+            file_problems = list(filter(None, map(prepared_file_problem, map(str, files))))
+            problems += file_problems or filter(None, [label_type_problem(files)])
     if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
         problems.append(f"--schema-file {config.schema_file} does not exist")
     return problems
+
+
+def label_type_problem(files: list[Path]) -> str | None:
+    """Labels must be integers in every file, or words in every file.
+
+    Integer labels in one file and words ("Yes") in another give examples whose label feature
+    has two types, and StatisticsGen fails on them with an internal error. All-word labels are
+    left to the data gate, which names them against the schema.
+    """
+    first_word: dict[Path, tuple[int, str]] = {}
+    with_integers: list[Path] = []
+    for path in files:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            for row_number, row in enumerate(csv.DictReader(handle), start=2):
+                label = (row.get(LABEL_KEY) or "").strip()
+                if not label:
+                    continue
+                if label.lstrip("-").isdigit():
+                    if path not in with_integers:
+                        with_integers.append(path)
+                else:
+                    first_word.setdefault(path, (row_number, label))
+                if path in with_integers and path in first_word:
+                    break  # mixed within the file: no need to read on
+    if not first_word or not with_integers:
+        return None
+    path, (row_number, word) = next(iter(first_word.items()))
+    return (
+        f"{path}, row {row_number}: {LABEL_KEY} is {word!r}, while {with_integers[0]} has 0/1 "
+        "labels; every file needs 0/1 labels (prepare raw exports with python -m data.prepare)"
+    )
 
 
 def setting_problems(config: PipelineConfig) -> list[str]:

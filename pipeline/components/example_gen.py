@@ -55,8 +55,18 @@ def read_canonical_csv(path: str) -> Iterator[dict[str, str]]:
     problem = prepared_file_problem(path, opener=fileio.open)
     if problem:
         raise ValueError(problem)
+    label_kinds: set[bool] = set()  # is the label an integer?
     with fileio.open(path, "r") as handle:
-        yield from csv.DictReader(_text_lines(handle))
+        for row_number, row in enumerate(csv.DictReader(_text_lines(handle)), start=2):
+            label = row.get(features.LABEL_KEY) or ""
+            if label:
+                label_kinds.add(label.lstrip("-").isdigit())
+                if len(label_kinds) == 2:  # two types would crash StatisticsGen, unexplained
+                    raise ValueError(
+                        f"{path}, row {row_number}: {features.LABEL_KEY} {label!r} mixes with "
+                        "labels of the other type in this file; labels must all be 0/1"
+                    )
+            yield row
 
 
 def _text_lines(handle) -> Iterator[str]:

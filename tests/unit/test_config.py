@@ -8,6 +8,7 @@ import sys
 import pytest
 import tensorflow_model_analysis as tfma
 
+from models.features import LABEL_KEY
 from pipeline import config as pipeline_config
 from pipeline.config import PROJECT_ROOT
 from pipeline.pipeline import SLICE_KEYS, code_fingerprint, eval_config
@@ -210,4 +211,19 @@ def test_a_second_run_into_a_locked_folder_is_refused_and_leaves_nothing(tmp_pat
         result = run_runner("--output-dir", str(output_dir))
     assert result.returncode == 1 and "Another run of cfpb-dispute is using" in result.stderr
     assert sorted(p.name for p in output_dir.iterdir()) == [lock_path.name]
+    assert "Traceback" not in result.stderr
+
+
+def test_integer_and_word_labels_in_one_data_folder_are_refused_before_the_run(tmp_path):
+    """One good CSV plus one with Yes/No labels crashed StatisticsGen (issue 11.5)."""
+    from conftest import bundled_rows, write_rows
+
+    rows = bundled_rows(every=40)
+    write_rows(rows, tmp_path / "data" / "a.csv")
+    words = [{**row, LABEL_KEY: "Yes" if row[LABEL_KEY] == "1" else "No"} for row in rows]
+    write_rows(words, tmp_path / "data" / "b.csv")
+    result = run_runner("--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "o"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    first_word = words[0][LABEL_KEY]
+    assert f"{tmp_path / 'data' / 'b.csv'}, row 2: {LABEL_KEY} is {first_word!r}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -6,13 +6,11 @@ import functools
 import http.server
 import threading
 import zipfile
-from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from data import download
-
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture

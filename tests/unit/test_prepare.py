@@ -7,11 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from data import prepare
 from models import features
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 NY = FIXTURES / "ny_2015_head.csv"  # header 18 names, rows 19 fields; every row labelled
 SAMPLE = FIXTURES / "sample_2011_2020_head.csv"  # unnamed index column, unlabelled rows
 NO_NARRATIVE = FIXTURES / "no_narrative_2013_2017_head.csv"  # CRLF, M/D/YYYY, 4-digit ZIPs

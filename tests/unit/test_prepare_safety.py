@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from data import prepare
 from models import features
+from pipeline.config import PROJECT_ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures"
 NY = FIXTURES / "ny_2015_head.csv"  # header 18 names, rows 19 fields; every row labelled
 SAMPLE = FIXTURES / "sample_2011_2020_head.csv"  # unnamed index column, unlabelled rows
 NO_NARRATIVE = FIXTURES / "no_narrative_2013_2017_head.csv"  # CRLF, M/D/YYYY, no ids
-REPO = Path(__file__).resolve().parent.parent
 
 
 def one_line_error(capsys, *words: str) -> str:
@@ -175,8 +175,8 @@ def test_huge_complaint_ids_are_kept_and_deduplicated_in_bounded_memory(tmp_path
     output = tmp_path / "out.csv"
     done = subprocess.run(
         [sys.executable, "-m", "data.prepare", str(export), "-o", str(output)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         capture_output=True,
         text=True,
         preexec_fn=_limit_memory,
