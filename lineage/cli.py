@@ -78,19 +78,25 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def open_store(args: argparse.Namespace):
     config = PipelineConfig(**{name: getattr(args, name) for name in STORE_FIELDS})
-    if not args.mysql_host and not config.metadata_path.is_file():
+    path = config.metadata_path
+    if not args.mysql_host and not (path.is_file() and path.stat().st_size > 0):
         raise LineageError(
-            f"no MLMD store at {config.metadata_path}: run the pipeline first (./run.sh), "
-            "or point --output-dir at a runner's output folder"
+            f"no MLMD store at {path}{' (the file is empty)' if path.is_file() else ''}: run the "
+            "pipeline first (./run.sh), or point --output-dir at a runner's output folder"
         )
+    connection = config.metadata_connection_config()
+    if connection.HasField("sqlite"):  # a question never writes: no schema into a stray file
+        connection.sqlite.connection_mode = connection.sqlite.READONLY
     try:
-        return connect(config.metadata_connection_config())
+        return connect(connection)
     except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
         raise LineageError(f"cannot open the MLMD store: {error}") from None
 
 
 def resolve_run(store, pipeline_name: str, reference: str) -> str:
     known = run_ids(store, pipeline_name)
+    if not known:
+        raise LineageError(f"pipeline {pipeline_name} has no runs in this store yet")
     if reference.startswith("#"):
         number = reference[1:]
         if not number.isdigit() or not 1 <= int(number) <= len(known):
@@ -237,31 +243,34 @@ def to_dot(graph: dict) -> str:
     return "\n".join(lines + ["}"]) + "\n"
 
 
-def export(store, args) -> str:
+def export(store, args) -> str | dict:
     output = Path(args.output)
     kind = output.suffix.lstrip(".").lower()
     if kind not in EXPORT_FORMATS:
         raise LineageError(f"{output}: the suffix must be one of {', '.join(EXPORT_FORMATS)}")
+    if kind in ("svg", "png") and shutil.which("dot") is None:
+        raise LineageError(
+            f"rendering {kind} needs Graphviz's 'dot' (apt-get install graphviz); "
+            "export .dot or .json instead"
+        )
     graph = queries.graph(store)
     if not graph["executions"]:
         raise LineageError("the store holds no executions yet: nothing to export")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)  # only once the export can be written
     if kind == "json":
         output.write_text(json.dumps(graph, indent=2))
     elif kind == "dot":
         output.write_text(to_dot(graph))
     else:
-        if shutil.which("dot") is None:
-            raise LineageError(
-                f"rendering {kind} needs Graphviz's 'dot' (apt-get install graphviz); "
-                "export .dot or .json instead"
-            )
         subprocess.run(
             ["dot", f"-T{kind}", "-o", str(output)], input=to_dot(graph), text=True, check=True
         )
+    counts = {key: len(graph[key]) for key in ("executions", "artifacts", "events")}
+    if args.json:
+        return {"written": str(output), "format": kind, **counts}
     return (
-        f"Wrote {output}: {len(graph['executions'])} executions, "
-        f"{len(graph['artifacts'])} artifacts, {len(graph['events'])} events"
+        f"Wrote {output}: {counts['executions']} executions, {counts['artifacts']} artifacts, "
+        f"{counts['events']} events"
     )
 
 

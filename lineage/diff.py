@@ -24,8 +24,10 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
     settings = {}
     for node in sorted(a.keys() & b.keys()):
         flat_a, flat_b = (_flat_properties(x[node][0], node) for x in (a, b))
-        for key in sorted(flat_a.keys() | flat_b.keys()):
-            if flat_a.get(key) != flat_b.get(key):
+        # What both runs recorded: a cached execution records fewer properties (no input
+        # fingerprint, no span), which is not a difference in settings.
+        for key in sorted(flat_a.keys() & flat_b.keys()):
+            if flat_a[key] != flat_b[key]:
                 settings[key] = [flat_a.get(key), flat_b.get(key)]
 
     def output(runs, key):

@@ -219,16 +219,21 @@ def examples_from(store: mlmd.MetadataStore, reference: str) -> list[metadata_st
                 f"artifact {item.id} is a {artifact_type(store, item)}, not Examples"
             )
         return [item]
-    location = reference if "://" in reference else os.path.abspath(reference)
+
+    def local(path: str) -> str:  # symlinks resolved, so any spelling of a path matches
+        return path if "://" in path else os.path.realpath(path)
+
+    location = local(reference).rstrip("/")
     found = []
     for item in store.get_artifacts_by_type("Examples"):
         try:
             _, execution = producer(store, item.id)
         except LineageError:  # e.g. imported, not produced
             continue
-        files = [f["path"] for f in json.loads(custom_property(item, "input_files") or "[]")]
-        base = (execution_property(execution, "input_base") or "").rstrip("/")
-        if location.rstrip("/") == base or location in files:
+        files = [local(f["path"]) for f in json.loads(custom_property(item, "input_files") or "[]")]
+        base = execution_property(execution, "input_base")
+        base = local(base).rstrip("/") if base else None
+        if location == base or location in files:
             found.append(item)
     if not found:
         raise LineageError(f"no ExampleGen in this store read {reference}")

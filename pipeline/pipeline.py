@@ -34,7 +34,11 @@ from pipeline.config import PROJECT_ROOT, PipelineConfig
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 TUNER_FN = "models.tuner.tuner_fn"
 RUN_FN = "models.trainer.run_fn"
-CODE_DIRS = ("models",)
+# The code behind each cached result, hashed into its component's properties: TFX's cache key
+# holds the class or function path only, so without these an edit would reuse stale results.
+MODEL_CODE = ("models/*.py",)
+EXAMPLE_GEN_CODE = ("pipeline/components/example_gen.py", "data/checks.py", "models/features.py")
+GATE_CODE = ("pipeline/components/gates.py", "lineage/artifacts.py")
 # Runtime parameters of the Kubeflow flavour: set per run when submitting the spec.
 DATA_DIR_PARAMETER = "data-dir"
 TRAIN_ARGS_PARAMETER = "train-args"
@@ -44,12 +48,12 @@ SLICE_KEYS = ("product", "issue")
 AUC_EPSILON = 1e-10
 
 
-def code_fingerprint(root: Path = PROJECT_ROOT) -> str:
-    """A hash of models/*.py: cached Transform, Tuner and Trainer results follow code changes."""
+def code_fingerprint(patterns: tuple[str, ...] = MODEL_CODE, root: Path = PROJECT_ROOT) -> str:
+    """A hash of the files these glob patterns match under root, names and contents."""
     digest = hashlib.sha256()
-    for directory in CODE_DIRS:
-        for path in sorted((root / directory).glob("*.py")):
-            digest.update(path.name.encode())
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -172,6 +176,7 @@ def create_pipeline(
             )
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
+        custom_config={"code_fingerprint": code_fingerprint(EXAMPLE_GEN_CODE)},
     ).with_id(names.EXAMPLE_GEN)
     examples = example_gen_component.outputs["examples"]
 
@@ -199,6 +204,7 @@ def create_pipeline(
         statistics=statistics,
         schema=schema,
         previous_statistics=previous_statistics and previous_statistics.outputs["statistics"],
+        code_fingerprint=code_fingerprint(GATE_CODE),
     ).with_id(names.DATA_GATE)
     transform = tfx.components.Transform(
         examples=examples,

@@ -86,6 +86,21 @@ def write_quarter_sample(data_dir: Path) -> Path:
     return write_rows(bundled_rows(every=4), data_dir / "complaints.csv")
 
 
+def running_nodes(store, pipeline_name: str) -> set[str]:
+    """Node ids of the pipeline's executions that MLMD has as RUNNING now."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from lineage import store as lineage
+
+    pipeline = store.get_context_by_type_and_name(lineage.PIPELINE_CONTEXT, pipeline_name)
+    executions = store.get_executions_by_context(pipeline.id) if pipeline else []
+    return {
+        lineage.node_id(store, e.id)
+        for e in executions
+        if e.last_known_state == metadata_store_pb2.Execution.RUNNING
+    }
+
+
 def pipeline_graph(tfx_pipeline) -> dict[str, list[str]]:
     """Node id -> sorted upstream node ids, as the pipeline definition declares them."""
     return {c.id: sorted(n.id for n in c.upstream_nodes) for c in tfx_pipeline.components}

@@ -11,7 +11,7 @@ which feature, what is wrong, and the values involved.
 
 import os
 
-from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics, Schema
 
@@ -86,8 +86,12 @@ def DataValidationGate(  # noqa: N802 (a TFX component is named like a class)
     statistics: InputArtifact[ExampleStatistics],
     schema: InputArtifact[Schema],
     previous_statistics: InputArtifact[ExampleStatistics] = None,
+    code_fingerprint: Parameter[str] = "",
 ):
-    """Raise DataValidationError on anomalies or drift; pass otherwise."""
+    """Raise DataValidationError on anomalies or drift; pass otherwise.
+
+    code_fingerprint only keys the cache: a changed rule re-checks data it passed before.
+    """
     previous_uri = previous_statistics.uri if previous_statistics is not None else None
     problems = data_problems(anomalies.uri, statistics.uri, schema.uri, previous_uri)
     if problems:

@@ -13,15 +13,18 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN_FLAGS, write_quarter_sample
+from conftest import TINY_RUN_FLAGS, running_nodes, write_quarter_sample
+from ml_metadata.proto import metadata_store_pb2
 from support.mariadb_server import mariadb_server
 
 from lineage import queries
 from lineage import store as lineage
+from pipeline import names
 from pipeline.config import MYSQL_PASSWORD_ENV, PROJECT_ROOT, PipelineConfig
 
 PIPELINES = ("cfpb-a", "cfpb-b")
@@ -73,44 +76,38 @@ def test_processes_opening_a_new_database_at_once_all_connect(db):
     assert [error[-500:] for error, returncode in outcomes if returncode] == []
 
 
+def store_flags_of(db) -> list[str]:
+    return [
+        *("--mysql-host", db.host, "--mysql-port", str(db.port)),
+        *("--mysql-database", db.database, "--mysql-user", db.user),
+    ]
+
+
+def start_runner(name: str, data_dir: Path, output_dir: Path, store_flags: list[str]):
+    """beam_runner.py on MySQL with tiny training settings, console captured."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "runners" / "beam_runner.py"),
+            *("--pipeline-name", name, "--data-dir", str(data_dir)),
+            *("--output-dir", str(output_dir), *store_flags, *TINY_RUN_FLAGS),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def mysql_runs(db, tmp_path_factory):
     """Two pipelines run at the same time, one MLMD database, the same data."""
     data_dir = tmp_path_factory.mktemp("mysql_data")
     sample = write_quarter_sample(data_dir)
-    store_flags = [
-        "--mysql-host",
-        db.host,
-        "--mysql-port",
-        str(db.port),
-        "--mysql-database",
-        db.database,
-        "--mysql-user",
-        db.user,
-    ]
+    store_flags = store_flags_of(db)
     processes = {}
     for name in PIPELINES:
         output_dir = tmp_path_factory.mktemp(name)
-        processes[name] = (
-            output_dir,
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    str(PROJECT_ROOT / "runners" / "beam_runner.py"),
-                    "--pipeline-name",
-                    name,
-                    "--data-dir",
-                    str(data_dir),
-                    "--output-dir",
-                    str(output_dir),
-                    *store_flags,
-                    *TINY_RUN_FLAGS,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            ),
-        )
+        processes[name] = (output_dir, start_runner(name, data_dir, output_dir, store_flags))
     outputs = {
         name: (out, process.communicate(timeout=1800)[0], process.returncode)
         for name, (out, process) in processes.items()
@@ -169,3 +166,31 @@ def test_uses_on_mysql_lists_the_models_of_both_pipelines(mysql_runs):
     assert [Path(p).parent.parent.name for p in pushed] == sorted(
         out.name for out, _, _ in mysql_runs.outputs.values()
     )
+
+
+def test_a_run_from_another_folder_leaves_live_executions_alone(db, tmp_path):
+    """Same pipeline name, one MySQL store, two output folders (say a local and an Airflow
+    run): the second run's recovery used to cancel the first run's live executions."""
+    write_quarter_sample(tmp_path / "data")
+    config = PipelineConfig(
+        mysql_host=db.host, mysql_port=db.port, mysql_database=db.database, mysql_user=db.user
+    )
+    store = lineage.connect(config.metadata_connection_config())
+    flags = store_flags_of(db)
+    first = start_runner("cfpb-shared", tmp_path / "data", tmp_path / "first", flags)
+    deadline = time.monotonic() + 600
+    while names.TRANSFORM not in running_nodes(store, "cfpb-shared"):  # then ~1 min of work
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()[-3000:]
+        time.sleep(0.5)
+    second = start_runner("cfpb-shared", tmp_path / "data", tmp_path / "second", flags)
+    consoles = [process.communicate(timeout=1800)[0] for process in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], (
+        consoles[0][-2000:] + consoles[1][-2000:]
+    )
+    assert "marked CANCELED" not in consoles[1]
+    states = {
+        metadata_store_pb2.Execution.State.Name(e.last_known_state)
+        for run in queries.run_summaries(store, "cfpb-shared")
+        for e in (r.execution for r in run.executions)
+    }
+    assert states <= {"COMPLETE", "CACHED"}

@@ -366,3 +366,35 @@ def test_lineage_command_answers_bad_questions_plainly(runs, tmp_path):
     empty = ask("--output-dir", str(tmp_path), "runs")
     assert empty.returncode == 1 and "no MLMD store at" in empty.stderr
     assert "Traceback" not in unknown.stderr + empty.stderr
+
+
+def test_lineage_command_edge_cases_from_the_review(runs, tmp_path, capsys, monkeypatch):
+    """Issue 11: a read-only command, a diff of what both runs recorded, export and uses."""
+    config, _, _, _ = runs
+    # A 0-byte store is refused and stays 0 bytes (no MLMD schema written into it).
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metadata.sqlite").touch()
+    from lineage import cli as command
+
+    assert command.main(["--output-dir", str(tmp_path / "empty"), "runs"]) == 1
+    assert "the file is empty" in capsys.readouterr().err
+    assert (tmp_path / "empty" / "metadata.sqlite").stat().st_size == 0
+    # The first run and its fully cached rerun: no setting differs.
+    unchanged = json.loads(lineage_cli(config, "--json", "diff", "#1", "#2", capsys=capsys))
+    assert unchanged["settings"] == {}
+    # --json export answers in JSON; a missing Graphviz creates no folder.
+    written = json.loads(
+        lineage_cli(config, "--json", "export", "-o", str(tmp_path / "g.json"), capsys=capsys)
+    )
+    assert written["written"] == str(tmp_path / "g.json") and written["executions"] > 0
+    monkeypatch.setattr(command.shutil, "which", lambda name: None)
+    argv = ["--output-dir", str(config.output_dir), "export", "-o", str(tmp_path / "new" / "g.svg")]
+    assert command.main(argv) == 1
+    assert "needs Graphviz" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    # uses: a data folder reached through a symlink is the same folder.
+    (tmp_path / "link").symlink_to(config.data_dir)
+
+    def uses(path) -> list:
+        return json.loads(lineage_cli(config, "--json", "uses", str(path), capsys=capsys))
+
+    assert uses(tmp_path / "link") == uses(config.data_dir) != []

@@ -10,8 +10,17 @@ import tensorflow_model_analysis as tfma
 
 from models.features import LABEL_KEY
 from pipeline import config as pipeline_config
-from pipeline.config import PROJECT_ROOT
-from pipeline.pipeline import SLICE_KEYS, code_fingerprint, eval_config
+from pipeline import names
+from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.pipeline import (
+    EXAMPLE_GEN_CODE,
+    GATE_CODE,
+    MODEL_CODE,
+    SLICE_KEYS,
+    code_fingerprint,
+    create_pipeline,
+    eval_config,
+)
 
 RUNNER = PROJECT_ROOT / "runners" / "beam_runner.py"
 
@@ -83,12 +92,31 @@ def test_mysql_connection_takes_the_password_from_the_environment(monkeypatch):
     assert "s3cret" not in repr(config)
 
 
-def test_code_fingerprint_follows_model_code(tmp_path):
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "model.py").write_text("A = 1\n")
-    before = code_fingerprint(tmp_path)
-    (tmp_path / "models" / "model.py").write_text("A = 2\n")
-    assert code_fingerprint(tmp_path) != before
+@pytest.mark.parametrize(
+    ("patterns", "edited"),
+    [
+        (MODEL_CODE, "models/model.py"),
+        (EXAMPLE_GEN_CODE, "pipeline/components/example_gen.py"),
+        (GATE_CODE, "pipeline/components/gates.py"),
+    ],
+)
+def test_code_fingerprint_follows_the_code_behind_each_cached_result(patterns, edited, tmp_path):
+    (tmp_path / edited).parent.mkdir(parents=True)
+    (tmp_path / edited).write_text("A = 1\n")
+    before = code_fingerprint(patterns, root=tmp_path)
+    (tmp_path / edited).write_text("A = 2\n")
+    assert code_fingerprint(patterns, root=tmp_path) != before
+
+
+def test_example_gen_and_the_gate_carry_their_code_fingerprint(tmp_path):
+    """Their cache keys held only class paths: an edited executor reused stale results."""
+    components = {
+        c.id: c for c in create_pipeline(PipelineConfig(output_dir=str(tmp_path))).components
+    }
+    example_gen = components[names.EXAMPLE_GEN].exec_properties["custom_config"]
+    assert code_fingerprint(EXAMPLE_GEN_CODE) in str(example_gen)
+    gate = components[names.DATA_GATE].exec_properties["code_fingerprint"]
+    assert gate == code_fingerprint(GATE_CODE)
 
 
 def run_runner(*flags: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,56 @@
+"""Ctrl-C or SIGTERM during a run: the run is marked interrupted at once, and resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import TINY_RUN_FLAGS, bundled_rows, running_nodes, write_rows
+
+from lineage import queries
+from lineage import store as lineage
+from pipeline import names
+from pipeline.config import PROJECT_ROOT, PipelineConfig
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_is_marked_interrupted_not_left_running(signum, tmp_path):
+    """'Pipeline stopped.' with no reason, and RUNNING until the next run, before (issue 11)."""
+    write_rows(bundled_rows(every=16), tmp_path / "data" / "complaints.csv")
+    output_dir = tmp_path / "outputs"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "runners" / "local_runner.py"),
+            *("--data-dir", str(tmp_path / "data"), "--output-dir", str(output_dir)),
+            *TINY_RUN_FLAGS,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    console = []
+    for line in process.stdout:
+        console.append(line)
+        if f"{names.TRANSFORM} ..." in line:
+            break
+    config = PipelineConfig(output_dir=str(output_dir))
+    store = lineage.connect(config.metadata_connection_config())
+    deadline = time.monotonic() + 120
+    while names.TRANSFORM not in running_nodes(store, config.pipeline_name):
+        assert process.poll() is None and time.monotonic() < deadline, "".join(console)
+        time.sleep(0.2)
+    process.send_signal(signum)
+    console.append(process.communicate(timeout=300)[0])
+    text = "".join(console)
+    assert process.returncode == 130, text[-3000:]
+    assert "Pipeline interrupted" in text and "marked CANCELED" in text
+    assert "Traceback" not in text
+
+    (summary,) = queries.run_summaries(store, config.pipeline_name)
+    assert summary.status == "INTERRUPTED"
+    assert names.TRANSFORM not in summary.executed and names.EXAMPLE_GEN in summary.executed
+    assert {r.state for r in summary.executions} <= {"COMPLETE", "CACHED", "CANCELED"}
