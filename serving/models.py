@@ -211,6 +211,10 @@ class Model:
             self._on_change(self.name, sorted(self.available), version)
             return
         self._refused.pop(version, None)
+        # TensorFlow leaves hundreds of thousands of long-lived objects; a full collection
+        # walking them all stalls every request for a tenth of a second. Park them.
+        gc.collect()
+        gc.freeze()
         self.available = {**self.available, version: Loaded(servable, batcher)}
         self.states[version] = VersionState("AVAILABLE")
         log.info("model %s: version %d available (%d warm-up calls)", self.name, version, calls)

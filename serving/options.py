@@ -29,6 +29,6 @@ class Options:
     log_features: str = "all"
     request_log_max_mb: float = 256.0
     request_log_keep: int = 3
-    request_log_sync: str = "full"
+    request_log_sync: str = "normal"
     auth_token_file: str = ""
     graceful_shutdown_seconds: float = 30.0

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 
 import uvicorn
 import uvloop
@@ -59,6 +60,10 @@ class _Server(uvicorn.Server):
 
 
 def run(options: Options) -> int:
+    # The event loop, the model thread and the log thread hand work to each other many times a
+    # millisecond; with Python's default 5 ms GIL switch interval a thread woken by another can
+    # wait that long for the GIL. 0.5 ms keeps handoffs short (p99 drops by about half).
+    sys.setswitchinterval(0.0005)
     token = read_token(options.auth_token_file)
     settings = model_settings(options)
     metrics = Metrics()
