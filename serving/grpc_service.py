@@ -96,9 +96,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
                 version_label = str(call.loaded.servable.version)
                 fill(call)
-                outputs = service.outputs_or_error(service.submit(call))
+                future = service.submit_logged(call)
+                error = future.exception()  # waits
                 version_label = str(call.loaded.servable.version)
-                service.logged_or_error(service.log_entry(call, outputs))
+                if error is not None:
+                    raise error
+                outputs = future.result()
             finally:
                 service.release()
         except ServingError as error:

@@ -15,9 +15,9 @@ import warnings
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
-from tensorflow.core.example import example_pb2, feature_pb2
 
-from serving.errors import invalid, too_large
+from serving import example_wire
+from serving.errors import ServingError, invalid, too_large
 from serving.servable import FeatureSpec, Signature
 
 # Random bytes that happen to parse make protobuf warn; the schema check refuses them anyway.
@@ -26,41 +26,43 @@ warnings.filterwarnings("ignore", message="Unexpected end-group tag", category=R
 
 @dataclass
 class Batch:
-    """Checked examples of one request, serialized for the model and parsed for the log."""
+    """Checked examples of one request: serialized for the model, as features for the log."""
 
     serialized: list[bytes]
-    examples: list[example_pb2.Example]
+    examples: list[example_wire.Features]
     unknown: list[str] = field(default_factory=list)  # feature names the model does not read
     columnar: bool = False
 
 
-def _feature(name: str, value, spec: FeatureSpec | None) -> feature_pb2.Feature | None:
+def _wrong_type(name: str, kind: str | None) -> ServingError:
+    wanted = {"bytes": "a string", "int64": "an integer", "float": "a number"}.get(kind or "")
+    return invalid(
+        f"feature {name!r} has a value of the wrong type"
+        + (f": the model reads {wanted} (or a list of them)" if wanted else "")
+    )
+
+
+def _feature(name: str, value, spec: FeatureSpec | None) -> tuple[str, list]:
+    """(kind, values) of one JSON feature value, typed as the model reads that feature."""
     values = value if isinstance(value, list) else [value]
     kind = spec.kind if spec else None
-    out = feature_pb2.Feature()
-    if all(isinstance(v, str) for v in values) and kind in (None, "bytes"):
-        out.bytes_list.value.extend(v.encode() for v in values)
-    elif all(isinstance(v, dict) and set(v) == {"b64"} for v in values) and kind in (None, "bytes"):
-        out.bytes_list.value.extend(_b64(v["b64"], name) for v in values)
-    elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if all(type(v) is str for v in values):
+        if kind not in (None, "bytes"):
+            raise _wrong_type(name, kind)
+        return "bytes", [v.encode() for v in values]
+    if all(isinstance(v, dict) and set(v) == {"b64"} for v in values):
+        if kind not in (None, "bytes"):
+            raise _wrong_type(name, kind)
+        return "bytes", [_b64(v["b64"], name) for v in values]
+    if all(type(v) is int for v in values):
         if kind == "bytes":  # a number for a text column, e.g. complaint_id: 3456789
-            out.bytes_list.value.extend(str(v).encode() for v in values)
-        elif kind == "float":
-            out.float_list.value.extend(values)
-        else:
-            out.int64_list.value.extend(values)
-    elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values) and kind in (
-        None,
-        "float",
-    ):
-        out.float_list.value.extend(values)
-    else:
-        wanted = {"bytes": "a string", "int64": "an integer", "float": "a number"}.get(kind or "")
-        raise invalid(
-            f"feature {name!r} has a value of the wrong type"
-            + (f": the model reads {wanted} (or a list of them)" if wanted else "")
-        )
-    return out
+            return "bytes", [str(v).encode() for v in values]
+        if not -(2**63) <= min(values) <= max(values) < 2**63:
+            raise invalid(f"feature {name!r} has an integer out of int64 range")
+        return ("float", values) if kind == "float" else ("int64", values)
+    if all(type(v) in (int, float) for v in values) and kind in (None, "float"):
+        return "float", values
+    raise _wrong_type(name, kind)
 
 
 def _b64(text, where: str) -> bytes:
@@ -72,35 +74,40 @@ def _b64(text, where: str) -> bytes:
         raise invalid(f"{where}: 'b64' is not valid base64") from None
 
 
-def example_from_features(instance: dict, signature: Signature) -> example_pb2.Example:
-    """A tf.Example of a plain JSON feature object; null values are left out."""
-    example = example_pb2.Example()
-    for name, value in instance.items():
-        if value is None or value == []:
-            continue
-        example.features.feature[name].CopyFrom(_feature(name, value, signature.features.get(name)))
-    return example
+def features_of(instance: dict, signature: Signature) -> example_wire.Features:
+    """The features of a plain JSON feature object; null values are left out."""
+    known = signature.features
+    return {
+        name: _feature(name, value, known.get(name))
+        for name, value in instance.items()
+        if value is not None and value != []
+    }
 
 
-def _instance(value, signature: Signature, index: int) -> tuple[bytes | None, example_pb2.Example]:
-    """(serialized bytes as sent, or None to serialize; parsed example) of one instance."""
-    if isinstance(value, dict) and set(value) == {signature.input_name}:
+def _decoded(serialized: bytes, where: str) -> example_wire.Features:
+    try:
+        return example_wire.decode(serialized)
+    except (DecodeError, RuntimeError):
+        raise invalid(f"{where} is not a serialized tf.train.Example") from None
+
+
+def _instance(value, signature: Signature, index: int) -> tuple[bytes, example_wire.Features]:
+    """(serialized example, its features) of one instance."""
+    if isinstance(value, dict) and len(value) == 1 and signature.input_name in value:
         value = value[signature.input_name]  # the named-input form of the row format
-    if isinstance(value, dict) and set(value) == {"b64"}:
+    if isinstance(value, dict) and len(value) == 1 and "b64" in value:
         serialized = _b64(value["b64"], f"instance {index}")
     elif isinstance(value, str):  # a DT_STRING tensor's value as plain text
         serialized = value.encode()
     elif isinstance(value, dict):
-        return None, example_from_features(value, signature)
+        found = features_of(value, signature)
+        return example_wire.encode(found), found
     else:
         raise invalid(
             f'instance {index} must be a feature object, {{"b64": serialized tf.Example}} '
             f"or a string; got {type(value).__name__}"
         )
-    try:
-        return serialized, example_pb2.Example.FromString(serialized)
-    except (DecodeError, RuntimeError):
-        raise invalid(f"instance {index} is not a serialized tf.train.Example") from None
+    return serialized, _decoded(serialized, f"instance {index}")
 
 
 def _rows(body: dict, signature: Signature) -> tuple[list, bool]:
@@ -140,7 +147,7 @@ def parse_predict(body, signature: Signature, max_instances: int) -> Batch:
     serialized, examples = [], []
     for index, row in enumerate(rows):
         raw, example = _instance(row, signature, index)
-        serialized.append(raw if raw is not None else example.SerializeToString())
+        serialized.append(raw)
         examples.append(example)
     batch = Batch(serialized, examples, columnar=columnar)
     batch.unknown = check(examples, signature)
@@ -155,48 +162,39 @@ def parse_serialized(serialized: list[bytes], signature: Signature, max_instance
         raise too_large(
             f"the request has {len(serialized)} examples; this server takes {max_instances}"
         )
-    examples = []
-    for index, raw in enumerate(serialized):
-        try:
-            examples.append(example_pb2.Example.FromString(raw))
-        except (DecodeError, RuntimeError):
-            raise invalid(f"example {index} is not a serialized tf.train.Example") from None
+    examples = [_decoded(raw, f"example {index}") for index, raw in enumerate(serialized)]
     batch = Batch(list(serialized), examples)
     batch.unknown = check(examples, signature)
     return batch
 
 
-def check(examples: list[example_pb2.Example], signature: Signature) -> list[str]:
+def check(examples: list[example_wire.Features], signature: Signature) -> list[str]:
     """Unknown feature names across the batch; refuses examples the model cannot use."""
     known = signature.features
     if not known:
         return []  # nothing to check against
     unknown: set[str] = set()
     for index, example in enumerate(examples):
-        names = example.features.feature
-        strangers = [name for name in names if name not in known]
+        strangers = [name for name in example if name not in known]
         unknown.update(strangers)
-        if len(strangers) == len(names):
+        if len(strangers) == len(example):
             what = (
                 f"only unknown features: {', '.join(sorted(strangers))}"
                 if strangers
-                else ("no features")
+                else "no features"
             )
             raise invalid(
                 f"instance {index} has {what}. The model reads: {', '.join(sorted(known))}"
             )
-        for name, feature in names.items():
+        for name, (kind, values) in example.items():
             spec = known.get(name)
             if spec is None:
                 continue
-            kind = feature.WhichOneof("kind")
-            kind = {"bytes_list": "bytes", "int64_list": "int64", "float_list": "float"}.get(kind)
-            count = len(getattr(feature, f"{kind}_list").value) if kind else 0
-            if kind != spec.kind and count:
+            if kind != spec.kind and values:
                 raise invalid(f"instance {index}: feature {name!r} must hold {spec.kind} values")
-            if spec.size is not None and count != spec.size:  # parsing would fail the batch
+            if spec.size is not None and len(values) != spec.size:  # would fail the whole batch
                 raise invalid(
                     f"instance {index}: feature {name!r} must have {spec.size} value(s), "
-                    f"has {count}"
+                    f"has {len(values)}"
                 )
     return sorted(unknown)

@@ -78,7 +78,7 @@ class Entry:
     label: str | None
     protocol: str
     signature: str
-    examples: list  # the request's tf.train.Example protos
+    examples: list[dict]  # per example {name: (kind, values)}, as serving.inputs reads them
     known: set[str] | None  # the features the model reads (None: not known, keep all)
     unknown: list[str]
     outputs: dict  # name -> per-example numpy values
@@ -90,16 +90,14 @@ def iso(epoch: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def loggable(example, keep: set[str] | None, drop: set[str]) -> dict:
-    """A tf.Example's features as JSON-ready values: one value bare, several as a list."""
+def loggable(example: dict, keep: set[str] | None, drop: set[str]) -> dict:
+    """Features as JSON-ready values: text decoded, one value bare, several as a list."""
     out = {}
-    for name, feature in example.features.feature.items():
+    for name, (_, values) in example.items():
         if name in drop or (keep is not None and name not in keep):
             continue
-        kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value) if kind else []
-        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
-        out[name] = values[0] if len(values) == 1 else values
+        plain = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+        out[name] = plain[0] if len(plain) == 1 else plain
     return out
 
 

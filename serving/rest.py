@@ -130,14 +130,10 @@ def create_app(
                 call = service.begin(request_id, "rest", name, version, label, signature)
                 served_version = str(call.loaded.servable.version)
                 service.parse_json(call, data)
-                future = service.submit(call)
+                future = service.submit_logged(call)
                 await _settle(future)
-                outputs = service.outputs_or_error(future)
                 served_version = str(call.loaded.servable.version)  # a swap may have moved it
-                logged = service.log_entry(call, outputs)
-                if logged is not None:
-                    await _settle(logged)
-                service.logged_or_error(logged)
+                outputs = future.result()  # or its ServingError
             finally:
                 service.release()
             headers["X-Model-Version"] = served_version

@@ -9,6 +9,7 @@ import pytest
 from tensorflow.core.example import example_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from serving import example_wire
 from serving.errors import ServingError
 from serving.inputs import parse_predict, parse_serialized
 from serving.rest import format_outputs
@@ -36,9 +37,10 @@ def encoded(**values) -> dict:
 
 
 def features_of(batch) -> list[dict]:
+    """The examples as the model will parse them: from the serialized bytes."""
     return [
         {k: list(getattr(v, v.WhichOneof("kind")).value) for k, v in e.features.feature.items()}
-        for e in batch.examples
+        for e in map(example_pb2.Example.FromString, batch.serialized)
     ]
 
 
@@ -56,7 +58,7 @@ def test_every_request_form_gives_the_same_examples():
         batch = parse_predict(body, SIGNATURE, max_instances=10)
         assert features_of(batch) == expected, body
         assert batch.columnar == ("inputs" in body)
-        assert example_pb2.Example.FromString(batch.serialized[0]) == batch.examples[0]
+        assert example_wire.decode(batch.serialized[0]) == batch.examples[0]
 
 
 def test_numbers_follow_the_models_types():
@@ -109,3 +111,21 @@ def test_outputs_take_tf_servings_shapes_for_one_or_more_outputs():
         {"dispute_probability": pytest.approx(0.2), "disputed": 1.0},
     ]
     assert set(format_outputs(two, columnar=True)["outputs"]) == {"dispute_probability", "disputed"}
+
+
+def test_the_hand_written_encoder_matches_protobuf():
+    cases = [
+        {},
+        {"product": ("bytes", [b"Mortgage"]), "empty": ("bytes", [b""]), "none": ("bytes", [])},
+        {"narrative": ("bytes", [("é" * 200).encode(), b"\x00\xff"])},
+        {"n": ("int64", [0, 1, 127, 128, 300, 2**62, -1, -(2**63)]), "no_ints": ("int64", [])},
+        {"x": ("float", [0.5, -1.25, 1024.0]), "no_floats": ("float", [])},
+    ]
+    for features in cases:
+        expected = example_pb2.Example()
+        for name, (kind, values) in features.items():
+            listed = getattr(expected.features.feature[name], f"{kind}_list")
+            listed.SetInParent()
+            listed.value.extend(values)
+        assert example_pb2.Example.FromString(example_wire.encode(features)) == expected
+        assert example_wire.decode(expected.SerializeToString()) == features

@@ -9,16 +9,12 @@ import threading
 import time
 
 import numpy as np
-from tensorflow.core.example import example_pb2
 
 from serving.request_log import Entry, RequestLog
 
 
-def example(**values: str) -> example_pb2.Example:
-    made = example_pb2.Example()
-    for name, value in values.items():
-        made.features.feature[name].bytes_list.value.append(value.encode())
-    return made
+def example(**values: str) -> dict:
+    return {name: ("bytes", [value.encode()]) for name, value in values.items()}
 
 
 def entry(request_id: str, n: int = 1, **values: str) -> Entry:
