@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="End-to-end TFX pipeline predicting consumer disputes of CFPB complaints",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline", "models", "data", "runners"]),
+    packages=find_packages(include=["pipeline", "models", "data", "runners", "serving"]),
     package_data={"pipeline": ["schema/*.pbtxt"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
