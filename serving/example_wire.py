@@ -22,7 +22,13 @@ _KIND_FIELD = {"bytes": 1, "float": 2, "int64": 3}
 _ONEOF_KIND = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
 
 
+_ONE_BYTE = [bytes((n,)) for n in range(128)]
+_KEYS: dict[str, bytes] = {}  # feature name -> its encoded map key field, built once
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _ONE_BYTE[value]
     value &= 0xFFFFFFFFFFFFFFFF  # negative int64s are ten bytes of two's complement
     out = bytearray()
     while value > 0x7F:
@@ -33,8 +39,8 @@ def _varint(value: int) -> bytes:
 
 
 def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    """A length-delimited field (wire type 2); every field number here fits the one tag byte."""
+    return _ONE_BYTE[number << 3 | 2] + _varint(len(payload)) + payload
 
 
 def _feature(kind: str, values: list) -> bytes:
@@ -49,10 +55,15 @@ def _feature(kind: str, values: list) -> bytes:
 
 def encode(features: Features) -> bytes:
     """The serialized tf.train.Example of features."""
-    entries = b"".join(
-        _field(1, _field(1, name.encode()) + _field(2, _feature(kind, values)))
-        for name, (kind, values) in features.items()
-    )
+    entries = []
+    for name, (kind, values) in features.items():
+        key = _KEYS.get(name)
+        if key is None:
+            key = _field(1, name.encode())
+            if len(_KEYS) < 10_000:  # bounded: names come from clients
+                _KEYS[name] = key
+        entries.append(_field(1, key + _field(2, _feature(kind, values))))
+    entries = b"".join(entries)
     return _field(1, entries) if entries else b""
 
 

@@ -12,7 +12,6 @@ the feedback loop turns these rows into training data by complaint_id.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import queue
@@ -21,6 +20,8 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+
+import orjson
 
 from models import features
 
@@ -102,7 +103,9 @@ def loggable(example: dict, keep: set[str] | None, drop: set[str]) -> dict:
 
 
 def _plain(value):
-    return value.tolist() if hasattr(value, "tolist") else value
+    if isinstance(value, bytes):  # a string output
+        return value.decode("utf-8", "replace")
+    return [_plain(v) for v in value] if isinstance(value, list) else value
 
 
 class RequestLog:
@@ -160,17 +163,19 @@ class RequestLog:
         keep = entry.known  # values of unknown features are not kept: only their names
         if self.log_features == "none":
             keep = {features.ID_KEY}
-        unknown = json.dumps(entry.unknown) if entry.unknown else None
+        unknown = orjson.dumps(entry.unknown).decode() if entry.unknown else None
         received = iso(entry.received)
         probabilities = entry.outputs.get(features.PREDICTION_KEY)
+        if probabilities is not None and (probabilities.ndim != 1 or probabilities.dtype == object):
+            probabilities = None  # the column holds one number per example, or nothing
+        # Per-example outputs as plain Python values (float32 -> float, as JSON writes it).
+        columns = {name: values.tolist() for name, values in entry.outputs.items()}
         rows = []
         for index, example in enumerate(entry.examples):
             complaint_id = loggable(example, {features.ID_KEY}, set()).get(features.ID_KEY)
             kept = loggable(example, keep, drop)
-            outputs = {name: _plain(values[index]) for name, values in entry.outputs.items()}
-            probability = None
-            if probabilities is not None and getattr(probabilities[index], "size", 1) == 1:
-                probability = float(probabilities[index])
+            outputs = {name: _plain(values[index]) for name, values in columns.items()}
+            probability = float(probabilities[index]) if probabilities is not None else None
             rows.append(
                 (
                     entry.request_id,
@@ -182,10 +187,10 @@ class RequestLog:
                     entry.protocol,
                     entry.signature,
                     str(complaint_id) if complaint_id not in (None, "", []) else None,
-                    json.dumps(kept, ensure_ascii=False),
+                    orjson.dumps(kept).decode(),
                     unknown,
                     probability,
-                    json.dumps(outputs),
+                    orjson.dumps(outputs).decode(),
                     round(entry.latency_ms, 3),
                 )
             )
