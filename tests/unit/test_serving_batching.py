@@ -76,3 +76,18 @@ def test_a_full_queue_refuses_new_work():
     model.release.set()
     assert [f.result(5)["y"].tolist() for f in accepted] == [[2, 2], [2, 2]]
     batcher.close()
+
+
+def test_requests_past_the_in_flight_limit_get_503():
+    from serving.errors import ServingError
+    from serving.metrics import Metrics
+    from serving.service import PredictService
+
+    service = PredictService(manager=None, request_log=None, metrics=Metrics(), max_in_flight=2)
+    service.admit()
+    service.admit()
+    with pytest.raises(ServingError) as raised:
+        service.admit()
+    assert raised.value.http_status == 503 and "overloaded" in raised.value.message
+    service.release()
+    service.admit()  # room again
