@@ -226,7 +226,11 @@ class Model:
         self.available = {v: x for v, x in self.available.items() if v != version}
         loaded.batcher.close(wait=True)  # answers what was queued for this version
         del loaded
+        # The version's objects were frozen out of the collector at load; its reference cycles
+        # can only be freed by a full collection with everything unfrozen (one pause per swap).
+        gc.unfreeze()
         gc.collect()
+        gc.freeze()
         self.states[version] = VersionState("END")
         log.info("model %s: version %d unloaded", self.name, version)
         self._on_change(self.name, sorted(self.available), None)
