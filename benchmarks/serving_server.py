@@ -289,6 +289,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     model_dir, examples_uri = pushed_model(args.output_dir)
     records = serialized_examples(examples_uri, "eval")
     workdir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
@@ -341,7 +342,11 @@ def main() -> None:
         f"Model: {model_dir}; single-example requests (plain feature objects over REST, "
         f"serialized tf.Examples over gRPC) cycling through {len(records)} eval examples; "
         f"{seconds:.0f} s per row; REST load: {load}; gRPC load: Python grpc.aio client "
-        "in its own process\n"
+        "in its own process"
+    )
+    print(
+        f"Load average (1 min) before the run: {load_before:.2f}, after: "
+        f"{os.getloadavg()[0]:.2f} (the server and the load generators count for about 2)\n"
     )
     header = ["setting", "p50 (ms)", "p99 (ms)", "requests/s", "examples/s",
               "of in-process batch 1", "errors"]  # fmt: skip
