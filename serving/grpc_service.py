@@ -1,0 +1,253 @@
+"""TF Serving's gRPC API: PredictionService and ModelService, from tensorflow-serving-api's protos.
+
+A client built on tensorflow_serving.apis works unchanged. Handlers run on grpc's thread pool
+and block on the same futures the REST handlers await. Request id, served version and unknown
+features go back as trailing metadata (x-request-id, x-model-version, x-unknown-features).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from tensorflow.core.example import example_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+    status_pb2,
+)
+
+from serving import grpc_convert
+from serving.errors import ServingError, invalid
+from serving.models import ModelManager, settings_from_proto
+from serving.service import PredictService
+
+log = logging.getLogger("serving")
+CLASSIFY = "tensorflow/serving/classify"
+REGRESS = "tensorflow/serving/regress"
+
+
+def _metadata(context) -> dict[str, str]:
+    return {key: value for key, value in context.invocation_metadata()}
+
+
+class _Auth:
+    def __init__(self, token: str | None):
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    def check(self, context) -> None:
+        if self._expected is None:
+            return
+        given = _metadata(context).get("authorization", "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+
+def _examples(request_input) -> list[bytes]:
+    """Serialized examples of a Classify/Regress Input, context features merged in."""
+    which = request_input.WhichOneof("kind")
+    if which == "example_list":
+        return [e.SerializeToString() for e in request_input.example_list.examples]
+    if which == "example_list_with_context":
+        merged = []
+        listed = request_input.example_list_with_context
+        for example in listed.examples:
+            combined = example_pb2.Example()
+            combined.CopyFrom(listed.context)
+            combined.MergeFrom(example)
+            merged.append(combined.SerializeToString())
+        return merged
+    raise invalid("the request's input has no examples")
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, service: PredictService, token: str | None):
+        self.service, self._auth = service, _Auth(token)
+
+    def _run(self, context, api: str, spec, fill: Callable) -> tuple:
+        """Admit, resolve, check and run one request; (call, outputs) or an aborted context."""
+        started = time.perf_counter()
+        self._auth.check(context)
+        request_id = _metadata(context).get("x-request-id") or uuid.uuid4().hex
+        version_label = ""
+        service = self.service
+        try:
+            service.admit()
+            try:
+                version = spec.version.value if spec.HasField("version") else None
+                call = service.begin(
+                    request_id,
+                    "grpc",
+                    spec.name,
+                    version,
+                    spec.version_label or None,
+                    spec.signature_name or None,
+                )
+                version_label = str(call.loaded.servable.version)
+                fill(call)
+                future = service.submit_logged(call)
+                error = future.exception()  # waits
+                version_label = str(call.loaded.servable.version)
+                if error is not None:
+                    raise error
+                outputs = future.result()
+            finally:
+                service.release()
+        except ServingError as error:
+            service.observe("grpc", api, error.code.name, spec.name, version_label, started)
+            context.abort(error.code, error.message)
+        trailing = [("x-request-id", request_id), ("x-model-version", version_label)]
+        if call.batch.unknown:
+            trailing.append(("x-unknown-features", ",".join(call.batch.unknown)))
+        context.set_trailing_metadata(trailing)
+        service.observe("grpc", api, "OK", spec.name, version_label, started)
+        return call, outputs
+
+    @staticmethod
+    def _spec(response_spec, call) -> None:
+        response_spec.name = call.model
+        response_spec.version.value = call.loaded.servable.version
+        response_spec.signature_name = call.signature.name
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        def fill(call) -> None:
+            name = call.signature.input_name
+            if set(request.inputs) != {name}:
+                raise invalid(
+                    f"the request must have exactly one input, '{name}'; "
+                    f"got {sorted(request.inputs)}"
+                )
+            tensor = request.inputs[name]
+            if tensor.dtype != types_pb2.DT_STRING:
+                raise invalid(f"input '{name}' must be DT_STRING serialized tf.Examples")
+            self.service.parse_serialized(call, list(tensor.string_val))
+
+        call, outputs = self._run(context, "predict", request.model_spec, fill)
+        response = predict_pb2.PredictResponse()
+        self._spec(response.model_spec, call)
+        wanted = list(request.output_filter) or list(outputs)
+        for name in wanted:
+            if name not in outputs:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"output_filter: no output {name!r}"
+                )
+            response.outputs[name].CopyFrom(grpc_convert.to_tensor_proto(outputs[name]))
+        return response
+
+    def _example_api(self, request, context, api: str, method: str):
+        def fill(call) -> None:
+            if call.signature.definition.method_name != method:
+                raise ServingError(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{api.capitalize()}: signature '{call.signature.name}' of model "
+                    f"{call.model} is a {call.signature.definition.method_name} signature, "
+                    f"not {method}; use Predict",
+                )
+            self.service.parse_serialized(call, _examples(request.input))
+
+        return self._run(context, api, request.model_spec, fill)
+
+    def Classify(self, request, context):  # noqa: N802
+        call, outputs = self._example_api(request, context, "classify", CLASSIFY)
+        response = classification_pb2.ClassificationResponse()
+        self._spec(response.model_spec, call)
+        scores, classes = outputs.get("scores"), outputs.get("classes")
+        for index in range(len(call.batch.serialized)):
+            result = response.result.classifications.add()
+            count = len(scores[index]) if scores is not None else len(classes[index])
+            for k in range(count):
+                item = result.classes.add()
+                if classes is not None:
+                    item.label = classes[index][k].decode("utf-8", "replace")
+                if scores is not None:
+                    item.score = float(scores[index][k])
+        return response
+
+    def Regress(self, request, context):  # noqa: N802
+        call, outputs = self._example_api(request, context, "regress", REGRESS)
+        response = regression_pb2.RegressionResponse()
+        self._spec(response.model_spec, call)
+        for value in outputs["outputs"].reshape(len(call.batch.serialized), -1)[:, 0]:
+            response.result.regressions.add(value=float(value))
+        return response
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        self._auth.check(context)
+        fields = set(request.metadata_field)
+        if fields != {"signature_def"}:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"metadata_field must be ['signature_def'], got {sorted(fields)}",
+            )
+        spec = request.model_spec
+        try:
+            version = spec.version.value if spec.HasField("version") else None
+            loaded, _ = self.service.manager.model(spec.name).resolve(
+                version, spec.version_label or None
+            )
+        except ServingError as error:
+            context.abort(error.code, error.message)
+        return grpc_convert.metadata_response(loaded.servable)
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: ModelManager, token: str | None):
+        self.manager, self._auth = manager, _Auth(token)
+
+    def GetModelStatus(self, request, context):  # noqa: N802 (a health check: no token)
+        spec = request.model_spec
+        try:
+            version = spec.version.value if spec.HasField("version") else None
+            model = self.manager.model(spec.name)
+            return grpc_convert.status_response(model, version, spec.version_label or None)
+        except ServingError as error:
+            context.abort(error.code, error.message)
+        return get_model_status_pb2.GetModelStatusResponse()
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        self._auth.check(context)
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            self.manager.reload(settings_from_proto(request.config, base_dir=""))
+        except ServingError as error:
+            response.status.CopyFrom(
+                status_pb2.StatusProto(error_code=error.code.value[0], error_message=error.message)
+            )
+        return response
+
+
+def start_grpc(
+    host: str,
+    port: int,
+    service: PredictService,
+    token: str | None,
+    max_message_bytes: int,
+    threads: int = 16,
+) -> grpc.Server:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(service, token), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(service.manager, token), server
+    )
+    server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    return server
