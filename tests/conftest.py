@@ -14,6 +14,9 @@ from data import prepare  # noqa: E402
 from models import features  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from pipeline import names  # noqa: E402
 
+# The model server's fixtures: a real SavedModel and a shared server process.
+pytest_plugins = ["support.serving_fixtures"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 # Runner flags for pipeline runs in tests: a few steps of everything, any AUC blessed.
 TINY_RUN_FLAGS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 import requests
-from serving_harness import ServerProcess, push
+from support.serving_harness import ServerProcess, push
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import requests
-from serving_harness import Load, ServerProcess, logged, push
+from support.serving_harness import Load, ServerProcess, logged, push
 
 
 def test_a_pushed_version_takes_over_under_load_without_a_failed_request(

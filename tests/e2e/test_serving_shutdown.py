@@ -7,7 +7,7 @@ import sqlite3
 import time
 
 import requests
-from serving_harness import Load, ServerProcess, logged, push
+from support.serving_harness import Load, ServerProcess, logged, push
 
 
 def test_kill_9_under_load_loses_no_acknowledged_record_and_sigterm_finishes_in_flight(

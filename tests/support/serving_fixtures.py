@@ -2,7 +2,8 @@
 
 The model is trained for a few steps on the session's tf.Transform output (tests/conftest.py)
 and saved with the pipeline's own serving signature, as Pusher would push it. Servers run as
-`python -m serving` subprocesses on free loopback ports (serving_harness.py).
+`python -m serving` subprocesses on free loopback ports (serving_harness.py). Loaded as a
+pytest plugin by tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_harness import ServerProcess, push
+from support.serving_harness import ServerProcess, push
 
 
 @pytest.fixture(scope="session")
