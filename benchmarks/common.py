@@ -67,7 +67,7 @@ def run_pipeline(*flags: str) -> PipelineRun:
     from lineage import store as lineage_store
     from pipeline.run import parse_arguments
 
-    config = parse_arguments(list(flags), "BeamDagRunner")
+    config = parse_arguments(list(flags), "BeamDagRunner")  # the runner itself checks them
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, str(RUNNER), *flags],

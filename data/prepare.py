@@ -36,7 +36,6 @@ from data.checks import (
     output_problem,
     repeated_columns_problem,
 )
-from data.checks import prepared_file_problem as prepared_file_problem  # the runners' import
 from data.records import Record, RecordReader, has_stray_quote, row_start
 from data.seen_ids import SeenIds
 from models import features

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
 
 from lineage import artifacts
 from lineage.store import LineageError, execution_property, run_executions, run_outputs
@@ -23,11 +24,15 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
     a, b = _run_outputs_by_node(store, run_a), _run_outputs_by_node(store, run_b)
     settings = {}
     for node in sorted(a.keys() & b.keys()):
-        flat_a, flat_b = (_flat_properties(x[node][0], node) for x in (a, b))
-        # What both runs recorded: a cached execution records fewer properties (no input
-        # fingerprint, no span), which is not a difference in settings.
-        for key in sorted(flat_a.keys() & flat_b.keys()):
-            if flat_a[key] != flat_b[key]:
+        executions = (a[node][0], b[node][0])
+        flat_a, flat_b = (_flat_properties(execution, node) for execution in executions)
+        keys = flat_a.keys() | flat_b.keys()
+        if any(e.last_known_state == metadata_store_pb2.Execution.CACHED for e in executions):
+            # A cached execution records fewer properties (no input fingerprint, no span):
+            # a key it lacks is not a different setting.
+            keys = flat_a.keys() & flat_b.keys()
+        for key in sorted(keys):
+            if flat_a.get(key) != flat_b.get(key):
                 settings[key] = [flat_a.get(key), flat_b.get(key)]
 
     def output(runs, key):

@@ -195,6 +195,22 @@ def cancel_interrupted(
     return [execution.id for execution in unfinished]
 
 
+def cancel_run(store: mlmd.MetadataStore, run_id: str) -> list[int]:
+    """Mark a stopped run's unfinished or failed executions CANCELED; returns their ids."""
+    run = _context(store, RUN_CONTEXT, run_id)
+    stopped = [
+        execution
+        for execution in (store.get_executions_by_context(run.id) if run else [])
+        if metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        in (*UNFINISHED_STATES, "FAILED")
+    ]
+    for execution in stopped:
+        execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+    if stopped:
+        store.put_executions(stopped)
+    return [execution.id for execution in stopped]
+
+
 def started_under(
     store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution, pipeline_root: str
 ) -> bool:
@@ -204,11 +220,16 @@ def started_under(
     right after it registers an execution; MLMD records no pipeline root of its own.
     """
 
+    if "://" in pipeline_root:  # gs://, s3://: TFX's file system layer
+        from tfx.dsl.io.fileio import isdir
+    else:
+        isdir = os.path.isdir
+
     def has_folder(item: metadata_store_pb2.Execution) -> bool:
         folder = os.path.join(
             pipeline_root, node_id(store, item.id), ".system", "executor_execution", str(item.id)
         )
-        return os.path.isdir(folder)
+        return isdir(folder)
 
     if has_folder(execution):
         return True

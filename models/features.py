@@ -1,5 +1,7 @@
 """The one source of truth for column and feature names, and the model's fixed sizes."""
 
+import re
+
 LABEL_KEY = "consumer_disputed"
 ID_KEY = "complaint_id"
 DATE_KEY = "date_received"
@@ -56,6 +58,14 @@ CATEGORICAL_TOP_K = 500
 OOV_BUCKETS = 1
 TEXT_VOCAB_SIZE = 10_000
 TEXT_MAX_TOKENS = 300
+
+
+INTEGER = re.compile(r"-?[0-9]+")
+
+
+def integer_label(text: str) -> int | None:
+    """The label as an integer, or None when the text is not one (e.g. "Yes", "1.0")."""
+    return int(text) if INTEGER.fullmatch(text) else None
 
 
 def transformed_name(key: str) -> str:

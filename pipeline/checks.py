@@ -1,40 +1,49 @@
 """What is wrong with a config, found before anything heavy starts (no TensorFlow import).
 
-Every runner calls config_problems() after parsing its flags and stops with one line per
-problem and exit code 2: a run that can never succeed (an impossible threshold, an output
-folder it cannot write, a database it cannot reach) should not first spend minutes importing
-and computing.
+Every runner checks its flags with these and stops with one line per problem and exit code 2:
+a run that can never succeed (an impossible threshold, an output folder it cannot write, a
+database it cannot reach, unreadable data) should not first spend minutes importing and
+computing. The local runners check the data after taking their lock (pipeline/run.py), the
+Kubeflow runner only what the spec is built from, the Airflow DAG file the settings.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import os
+import re
 import socket
 import tempfile
 from pathlib import Path
 
-from models.features import LABEL_KEY
+from data.checks import prepared_file_problem
+from models.features import LABEL_KEY, integer_label
 from pipeline.config import SPAN_TOKEN, PipelineConfig, is_uri
 
 MYSQL_CONNECT_SECONDS = 3.0
 
 
-def config_problems(config: PipelineConfig) -> list[str]:
-    """Problems in words a user can act on (empty when the config is usable)."""
-    return [
-        *data_problems(config),
-        *setting_problems(config),
-        *output_problems(config),
-        *store_problems(config),
-    ]
+def input_files(config: PipelineConfig) -> list[Path]:
+    """The local files a run reads: those matching --input-pattern, of the newest span only."""
+    data_dir = Path(config.data_dir)
+    files = sorted(data_dir.glob(config.input_pattern.replace(SPAN_TOKEN, "*")))
+    if SPAN_TOKEN not in config.input_pattern:
+        return files
+    span_of = re.compile(
+        fnmatch.translate(config.input_pattern).replace(re.escape(SPAN_TOKEN), r"([0-9]+)")
+    )
+    spans = {path: span_of.match(str(path.relative_to(data_dir))) for path in files}
+    spans = {path: int(match.group(1)) for path, match in spans.items() if match}
+    newest = max(spans.values(), default=None)
+    return [path for path, span in spans.items() if span == newest]
 
 
 def data_problems(config: PipelineConfig) -> list[str]:
     problems = []
     if not is_uri(config.data_dir):  # remote data is checked where it is read
         data_dir = Path(config.data_dir)
-        files = sorted(data_dir.glob(config.input_pattern.replace(SPAN_TOKEN, "*")))
+        files = input_files(config) if data_dir.is_dir() else []
         if not data_dir.is_dir():
             problems.append(f"--data-dir {config.data_dir} is not a folder")
         elif not files:
@@ -43,8 +52,6 @@ def data_problems(config: PipelineConfig) -> list[str]:
                 "prepare a CFPB export with: python -m data.prepare EXPORT -o DIR/complaints.csv"
             )
         else:
-            from data.prepare import prepared_file_problem
-
             file_problems = list(filter(None, map(prepared_file_problem, map(str, files))))
             problems += file_problems or filter(None, [label_type_problem(files)])
     if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
@@ -63,22 +70,26 @@ def label_type_problem(files: list[Path]) -> str | None:
     with_integers: list[Path] = []
     for path in files:
         with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            for row_number, row in enumerate(csv.DictReader(handle), start=2):
-                label = (row.get(LABEL_KEY) or "").strip()
-                if not label:
-                    continue
-                if label.lstrip("-").isdigit():
-                    if path not in with_integers:
-                        with_integers.append(path)
-                else:
-                    first_word.setdefault(path, (row_number, label))
-                if path in with_integers and path in first_word:
-                    break  # mixed within the file: no need to read on
+            reader = csv.DictReader(handle)
+            try:
+                for row in reader:
+                    label = (row.get(LABEL_KEY) or "").strip()
+                    if not label:
+                        continue
+                    if integer_label(label) is not None:
+                        if path not in with_integers:
+                            with_integers.append(path)
+                    else:
+                        first_word.setdefault(path, (reader.line_num, label))
+                    if path in with_integers and path in first_word:
+                        break  # mixed within the file: no need to read on
+            except csv.Error as error:  # e.g. a NUL byte past the header check's first 8 KB
+                return f"{path}, line {reader.line_num}: not a readable CSV ({error})"
     if not first_word or not with_integers:
         return None
-    path, (row_number, word) = next(iter(first_word.items()))
+    path, (line, word) = next(iter(first_word.items()))
     return (
-        f"{path}, row {row_number}: {LABEL_KEY} is {word!r}, while {with_integers[0]} has 0/1 "
+        f"{path}, line {line}: {LABEL_KEY} is {word!r}, while {with_integers[0]} has 0/1 "
         "labels; every file needs 0/1 labels (prepare raw exports with python -m data.prepare)"
     )
 

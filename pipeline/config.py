@@ -39,7 +39,8 @@ class PipelineConfig:
         "each run reads the newest span",
     )
     schema_file: str = _option(
-        str(SCHEMA_FILE), "the curated schema data is validated against (pipeline.schema)"
+        str(SCHEMA_FILE),
+        "the curated schema data is validated against (python -m pipeline.schema_cli)",
     )
     output_dir: str = _option(
         str(DEFAULT_OUTPUT_DIR), "where artifacts, the MLMD store and pushed models go"
@@ -125,54 +126,29 @@ class PipelineConfig:
 class PasswordRedactor(logging.Filter):
     """Masks the MLMD password in log records: TFX logs the MLMD connection config whole.
 
-    The config is printed as protobuf text, where the password is a quoted string with
-    escapes (\\" for a quote, \\\\ for a backslash, octal for non-ASCII bytes). The value is
-    found by reading that string to its real closing quote, and, as a second guard, every
-    spelling of the password in use (raw, protobuf-escaped, JSON-escaped) is masked wherever
-    it appears.
+    The value is read as the quoted string it is, to its real closing quote, escapes included
+    (\\" and \\\\ in protobuf text and JSON, \\' in a Python repr), so a password with quotes,
+    backslashes or non-ASCII characters is masked whole.
     """
 
-    MIN_MASKED_LENGTH = 4
-    QUOTED_PASSWORD = re.compile(r'(password:\s*)"(?:[^"\\]|\\.)*"')
-
-    def __init__(self, password: str | None = None) -> None:
-        super().__init__()
-        secret = os.environ.get(MYSQL_PASSWORD_ENV, "") if password is None else password
-        # A very short password would mask ordinary words; the quoted form is still masked.
-        long_enough = len(secret) >= self.MIN_MASKED_LENGTH
-        self.spellings = sorted(_spellings(secret), key=len, reverse=True) if long_enough else []
+    PASSWORD = re.compile(
+        r"""(password["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""", re.IGNORECASE
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = self.QUOTED_PASSWORD.sub(r'\1"***"', message) if "password" in message else message
-        for spelling in self.spellings:
-            masked = masked.replace(spelling, "***")
-        if masked != message:
-            record.msg, record.args = masked, None
+        if "assword" in message:
+            record.msg, record.args = self.PASSWORD.sub(r'\1"***"', message), None
         return True
-
-
-def _spellings(secret: str) -> set[str]:
-    """The password as logs may show it: raw, protobuf text-escaped, JSON-escaped."""
-    import json
-
-    from google.protobuf import text_encoding
-
-    encoded = secret.encode("utf-8")
-    return {
-        secret,
-        text_encoding.CEscape(encoded, as_utf8=False),
-        text_encoding.CEscape(encoded, as_utf8=True),
-        json.dumps(secret)[1:-1],
-    }
 
 
 def redact_passwords_in_logs(*handlers: logging.Handler) -> None:
     """Keep the MLMD password out of TFX's log (absl) and of the given handlers."""
-    redactor = PasswordRedactor()
-    logging.getLogger("absl").addFilter(redactor)
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, PasswordRedactor) for f in absl_logger.filters):
+        absl_logger.addFilter(PasswordRedactor())
     for handler in handlers:
-        handler.addFilter(redactor)
+        handler.addFilter(PasswordRedactor())
 
 
 def is_uri(location: str) -> bool:

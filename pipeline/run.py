@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -26,9 +27,10 @@ from typing import TextIO
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ log noise; errors still raise in Python
 warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notices, not ours
 
+from pipeline import checks  # noqa: E402
 from pipeline import config as pipeline_config  # noqa: E402
-from pipeline.checks import config_problems  # noqa: E402
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 NODE_EVENT = re.compile(r"(?:node|Component) (\S+) is (running|finished)\.")
 
 
@@ -53,18 +55,19 @@ class ProgressPrinter(logging.Handler):
             print(f"        {node} finished in {seconds:.1f}s", file=self.console, flush=True)
 
 
-def parse_arguments(argv: list[str] | None, runner: str) -> pipeline_config.PipelineConfig:
+def make_parser(runner: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=f"Run the CFPB dispute pipeline (ExampleGen to Pusher) with TFX's {runner}. "
         "Data-heavy components run on Apache Beam. Unchanged components are reused from the "
         "MLMD cache.",
     )
     pipeline_config.add_config_arguments(parser)
-    args = parser.parse_args(argv)
-    config = pipeline_config.config_from_arguments(args)
-    for problem in config_problems(config):
-        parser.error(problem)
-    return config
+    return parser
+
+
+def parse_arguments(argv: list[str] | None, runner: str) -> pipeline_config.PipelineConfig:
+    """The flags as a PipelineConfig, without checking them (see main)."""
+    return pipeline_config.config_from_arguments(make_parser(runner).parse_args(argv))
 
 
 def log_to_file(output_dir: Path) -> Path:
@@ -116,10 +119,15 @@ def make_dag_runner(runner: str):
 
 
 def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
-    config = parse_arguments(argv, runner)
-    # The lock comes before TensorFlow loads and before any log file is written, so a second
-    # run into the same folder is refused at once and leaves nothing behind.
+    parser = make_parser(runner)
+    config = pipeline_config.config_from_arguments(parser.parse_args(argv))
+    for problem in checks.setting_problems(config) + checks.output_problems(config):
+        parser.error(problem)  # exit 2
+    # The lock comes before the data is read, TensorFlow loads or a log file is written, so a
+    # second run into the same folder is refused at once and leaves nothing behind.
     with exclusive_run(config):
+        for problem in checks.data_problems(config) + checks.store_problems(config):
+            parser.error(problem)
         return run_locked(config, runner)
 
 
@@ -143,6 +151,8 @@ def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
         print(f"error: cannot open the MLMD store: {first_line(error)}", file=sys.stderr)
         return 2
     root = str(config.pipeline_root)
+    runs_before = set(lineage_store.run_ids(store, config.pipeline_name))
+    interruption = Interruption()
     try:
         cancelled = lineage_store.cancel_interrupted(store, config.pipeline_name, root)
         if cancelled:
@@ -154,22 +164,25 @@ def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
         with (
             open(log_path, "a") as log_file,
             contextlib.redirect_stdout(log_file),
-            interrupt_on_sigterm(),
+            interruption.catching(),
         ):
             make_dag_runner(runner).run(tfx_pipeline)
-    except KeyboardInterrupt:
-        stopped = lineage_store.cancel_interrupted(store, config.pipeline_name, root)
-        print(
-            f"\nPipeline interrupted (Ctrl-C or SIGTERM): {len(stopped)} unfinished execution(s) "
-            "marked CANCELED. Run again to resume; completed components come from the cache.",
-            file=sys.stderr,
-        )
-        return 130
-    except Exception as error:  # noqa: BLE001 (report any component failure plainly)
-        try:
-            why = report.failure_report(
-                store, lineage_store.run_ids(store, config.pipeline_name)[-1]
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 (report any failure plainly)
+        this_run = [
+            r for r in lineage_store.run_ids(store, config.pipeline_name) if r not in runs_before
+        ]
+        if interruption.signalled or isinstance(error, KeyboardInterrupt):
+            stopped = lineage_store.cancel_interrupted(store, config.pipeline_name, root)
+            if this_run:  # a step Beam was running records the interrupt as a failure
+                stopped += lineage_store.cancel_run(store, this_run[-1])
+            print(
+                f"\nPipeline interrupted (Ctrl-C or SIGTERM): {len(set(stopped))} execution(s) "
+                "marked CANCELED. Run again to resume; completed components come from the cache.",
+                file=sys.stderr,
             )
+            return 130
+        try:
+            why = report.failure_report(store, this_run[-1]) if this_run else ""
         except Exception:  # noqa: BLE001 (explaining must not hide the failure itself)
             why = ""
         print(f"\nPipeline stopped. {why}", file=sys.stderr)
@@ -188,15 +201,31 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [""])[0][:500]
 
 
-@contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM (a scheduler stopping the run) is handled like Ctrl-C."""
+class Interruption:
+    """Ctrl-C (SIGINT) and SIGTERM stop the run, and are remembered.
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    Beam turns a KeyboardInterrupt raised inside one of its steps into a RuntimeError, which
+    TFX records as a failed component; the flag tells an interrupted run from a failed one.
+    Signal handlers can only be set from the main thread: elsewhere signals keep their
+    default handling.
+    """
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self) -> None:
+        self.signalled = False
+
+    @contextlib.contextmanager
+    def catching(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def interrupt(signum, frame):
+            self.signalled = True
+            raise KeyboardInterrupt
+
+        previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)

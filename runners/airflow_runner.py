@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import os
 
+from pipeline import checks
 from pipeline.config import PROJECT_ROOT, PipelineConfig, redact_passwords_in_logs
 
 SETTING_PREFIX = "CFPB_"
@@ -42,7 +43,11 @@ def config_from_settings() -> PipelineConfig:
         value = setting(field.name)
         if value is not None and field.name != "extra_beam_args":
             overrides[field.name] = type(getattr(defaults, field.name))(value)
-    return dataclasses.replace(defaults, **overrides)
+    config = dataclasses.replace(defaults, **overrides)
+    problems = checks.setting_problems(config)
+    if problems:  # Airflow shows it as the DAG file's import error
+        raise ValueError("CFPB_* settings (flag names): " + "; ".join(problems))
+    return config
 
 
 def build_dag():

@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notices, not ours
 
+from pipeline import checks  # noqa: E402
 from pipeline import config as pipeline_config  # noqa: E402
-from pipeline.checks import config_problems  # noqa: E402
 
 DEFAULT_SPEC_FILE = "cfpb-dispute-kfp.json"
 # The Dockerfile copies the project to /pipeline; tasks read the curated schema there.
@@ -47,7 +47,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     pipeline_config.add_config_arguments(parser)
     args = parser.parse_args(argv)
     config = pipeline_config.config_from_arguments(args)
-    for problem in config_problems(config):
+    # Only what the spec is built from: the output folder and MLMD belong to the cluster.
+    for problem in checks.setting_problems(config) + checks.data_problems(config):
         parser.error(problem)
     if not pipeline_config.is_uri(config.output_dir):
         print(

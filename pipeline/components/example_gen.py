@@ -21,7 +21,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from data.prepare import prepared_file_problem
+from data.checks import prepared_file_problem
 from models import features
 from pipeline.components import provenance
 
@@ -41,9 +41,9 @@ def row_to_example(row: dict[str, str]) -> tf.train.Example:
     """
     feature = {key: _bytes_feature(row[key]) for key in features.RAW_FEATURE_KEYS if key in row}
     label = row.get(features.LABEL_KEY) or ""
-    if label.lstrip("-").isdigit():
+    if (number := features.integer_label(label)) is not None:
         feature[features.LABEL_KEY] = tf.train.Feature(
-            int64_list=tf.train.Int64List(value=[int(label)])
+            int64_list=tf.train.Int64List(value=[number])
         )
     elif label:
         feature[features.LABEL_KEY] = _bytes_feature(label)
@@ -60,7 +60,7 @@ def read_canonical_csv(path: str) -> Iterator[dict[str, str]]:
         for row_number, row in enumerate(csv.DictReader(_text_lines(handle)), start=2):
             label = row.get(features.LABEL_KEY) or ""
             if label:
-                label_kinds.add(label.lstrip("-").isdigit())
+                label_kinds.add(features.integer_label(label) is not None)
                 if len(label_kinds) == 2:  # two types would crash StatisticsGen, unexplained
                     raise ValueError(
                         f"{path}, row {row_number}: {features.LABEL_KEY} {label!r} mixes with "

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
+from data import checks as data_checks
 from data import prepare
 from models import features
 from pipeline.config import PROJECT_ROOT
@@ -242,12 +243,12 @@ def test_file_check_names_nul_bytes_instead_of_raising(tmp_path, prepared_ny, ki
         "binary": prepared_ny.read_bytes()[:100] + b"\x00\x17\x80" * 10,
     }[kind]
     path.write_bytes(content)
-    problem = prepare.prepared_file_problem(str(path))
+    problem = data_checks.prepared_file_problem(str(path))
     assert problem is not None and str(path) in problem and "NUL" in problem and hint in problem
 
 
 def test_file_check_still_accepts_a_prepared_file(prepared_ny):
-    assert prepare.prepared_file_problem(str(prepared_ny)) is None
+    assert data_checks.prepared_file_problem(str(prepared_ny)) is None
 
 
 @pytest.mark.parametrize(
