@@ -27,6 +27,8 @@ CONFIG = """model_config_list {{
 }}
 """
 
+pytest_plugins = ["serving_fixtures"]
+
 
 @pytest.fixture(scope="module")
 def labelled_server(saved_model, tmp_path_factory):

@@ -18,6 +18,8 @@ from tensorflow_serving.apis import (
 from models import features
 from pipeline.example_gen import row_to_example
 
+pytest_plugins = ["serving_fixtures"]
+
 
 @pytest.fixture(scope="module")
 def channel(shared_server):

@@ -13,6 +13,8 @@ import requests
 from models import features
 from pipeline.example_gen import row_to_example
 
+pytest_plugins = ["serving_fixtures"]
+
 
 def serialized(row: dict) -> bytes:
     example = row_to_example(row)

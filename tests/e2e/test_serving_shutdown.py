@@ -9,6 +9,8 @@ import time
 import requests
 from serving_harness import Load, ServerProcess, logged, push
 
+pytest_plugins = ["serving_fixtures"]
+
 
 def test_kill_9_under_load_loses_no_acknowledged_record_and_sigterm_finishes_in_flight(
     saved_model, tmp_path

@@ -1,8 +1,11 @@
 """Model server fixtures: a real SavedModel from a real tf.Transform run, and a shared server.
 
-The model is trained for a few steps on the session's tf.Transform output (tests/conftest.py)
-and saved with the pipeline's own serving signature, as Pusher would push it. Servers run as
-`python -m serving` subprocesses on free loopback ports (serving_harness.py).
+A pytest plugin: test modules load it with `pytest_plugins = ["serving_fixtures"]`, so that its
+session fixtures exist once (a conftest.py here would shadow tests/conftest.py, which other
+tests import as `conftest`). The model is trained for a few steps on the session's
+tf.Transform output (tests/conftest.py) and saved with the pipeline's own serving signature,
+as Pusher would push it. Servers run as `python -m serving` subprocesses on free loopback
+ports (serving_harness.py).
 """
 
 from __future__ import annotations
