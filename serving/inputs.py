@@ -24,6 +24,9 @@ from serving.servable import FeatureSpec, Signature
 warnings.filterwarnings("ignore", message="Unexpected end-group tag", category=RuntimeWarning)
 
 
+MAX_NAMES = 50  # unknown feature names reported (header, error, log): clients choose them
+
+
 @dataclass
 class Batch:
     """Checked examples of one request: serialized for the model, as features for the log."""
@@ -179,7 +182,7 @@ def check(examples: list[example_wire.Features], signature: Signature) -> list[s
         unknown.update(strangers)
         if len(strangers) == len(example):
             what = (
-                f"only unknown features: {', '.join(sorted(strangers))}"
+                f"only unknown features: {', '.join(sorted(strangers)[:MAX_NAMES])}"
                 if strangers
                 else "no features"
             )
@@ -197,4 +200,4 @@ def check(examples: list[example_wire.Features], signature: Signature) -> list[s
                     f"instance {index}: feature {name!r} must have {spec.size} value(s), "
                     f"has {len(values)}"
                 )
-    return sorted(unknown)
+    return sorted(unknown)[:MAX_NAMES]

@@ -204,5 +204,7 @@ class PredictService:
     def observe(
         self, protocol: str, api: str, code: int | str, model: str, version: str, started: float
     ) -> None:
+        if model not in self.manager.models:  # a client's typo must not grow the metrics
+            model = "(unknown)"
         self.metrics.requests.labels(protocol, api, str(code), model, version).inc()
         self.metrics.latency.labels(protocol, api).observe(time.perf_counter() - started)

@@ -8,6 +8,16 @@ import requests
 from support.serving_harness import Load, ServerProcess, logged, push
 
 
+def wait_for_state(server: ServerProcess, version: str, state: str, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = requests.get(server.url, timeout=10).json()["model_version_status"]
+        if any(v["version"] == version and v["state"] == state for v in status):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"version {version} not {state} after {timeout}s:\n{server.log()}")
+
+
 def test_a_pushed_version_takes_over_under_load_without_a_failed_request(
     saved_model, raw_rows, tmp_path
 ):
@@ -19,16 +29,20 @@ def test_a_pushed_version_takes_over_under_load_without_a_failed_request(
     server = ServerProcess(base_path, tmp_path).start()
     try:
         row = {k: raw_rows[0][k] for k in ("product", "issue", "company", "state")}
-        load = Load(f"{server.url}:predict", {"instances": [row]}, clients=8, seconds=10).start()
-        time.sleep(2.5)
+        load = Load(f"{server.url}:predict", {"instances": [row]}, clients=8, seconds=60).start()
+        time.sleep(2)
         push(saved_model, base_path, 2)  # the new version, renamed into place
-        time.sleep(2.5)
+        # Loading competes with the load for the CPU: a few seconds, more on a busy machine.
+        wait_for_state(server, "2", "AVAILABLE")
+        time.sleep(1)
         # A broken version, newer than the serving one: refused, and version 2 keeps serving.
         broken = base_path / "5"
         broken.mkdir()
         (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
         (base_path / "6").mkdir()  # a version still being copied: no saved_model.pb yet
-        load.join()
+        wait_for_state(server, "5", "END")
+        time.sleep(1)
+        load.stop()
 
         codes = {}
         for code, _, _ in load.results:

@@ -195,3 +195,6 @@ def test_metrics_count_requests_by_code_and_version(shared_server):
     assert samples['serving_model_version_loaded{model="cfpb",version="1"}'] == 1
     assert samples['serving_request_latency_seconds_count{api="predict",protocol="rest"}'] >= 2
     assert samples["serving_request_log_rows_total"] >= 1
+    requests.post(shared_server.url.replace("cfpb", "typo") + ":predict", json={}, timeout=10)
+    text = requests.get(shared_server.url.split("/v1/")[0] + "/metrics", timeout=10).text
+    assert 'model="typo"' not in text and 'model="(unknown)"' in text  # bounded label values
