@@ -263,9 +263,18 @@ def _malformed(record: Record, layout: _Layout) -> str | None:
         return "malformed row (line break in a one-line column)"
     at = layout.position.get("Complaint ID")
     complaint_id = fields[at].strip() if at is not None else ""
-    if complaint_id and not (complaint_id.isascii() and complaint_id.isdigit()):
+    if complaint_id and normalize_complaint_id(complaint_id) is None:
         return "malformed row (Complaint ID not a number)"
     return None
+
+
+COMPLAINT_ID = re.compile(r"([0-9]+)(?:\.0+)?")
+
+
+def normalize_complaint_id(raw: str) -> str | None:
+    """The id's digits; "1234.0" (a spreadsheet's re-save) is 1234. None if not a number."""
+    match = COMPLAINT_ID.fullmatch(raw)
+    return match.group(1) if match else None
 
 
 def _canonical_record(
@@ -289,6 +298,7 @@ def _canonical_record(
         return None
     values[features.DATE_KEY] = date
     values[features.ZIP_KEY] = normalize_zip(values[features.ZIP_KEY])
+    values[features.ID_KEY] = normalize_complaint_id(values[features.ID_KEY]) or ""
     values[features.LABEL_KEY] = label
     return values
 

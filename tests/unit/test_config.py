@@ -190,7 +190,8 @@ def test_passwords_with_quotes_backslashes_and_unicode_are_masked(password, capl
     assert text.strip() == '"***"', text
     # The same password in JSON is masked too, and other text is left alone.
     json_line = json.dumps({"user": "root", "password": password})
-    assert redactor.PASSWORD.sub("", json_line) == '{"user": "root", }'
+    masked = redactor.PASSWORD.sub(r'\1"***"', json_line)
+    assert masked == '{"user": "root", "password": "***"}'
 
 
 @pytest.mark.parametrize(
@@ -257,3 +258,21 @@ def test_integer_and_word_labels_in_one_data_folder_are_refused_before_the_run(t
     first_word = words[0][LABEL_KEY]
     assert f"{tmp_path / 'data' / 'b.csv'}, line 2: {LABEL_KEY} is {first_word!r}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_data_checks_read_only_the_newest_span_and_name_a_late_nul_byte(tmp_path):
+    """An old span (word labels) blocked every later run; a NUL past 8 KB gave a traceback."""
+    from conftest import bundled_rows, write_rows
+
+    from pipeline import checks
+
+    rows = bundled_rows(every=40)
+    words = [{**row, LABEL_KEY: "Yes" if row[LABEL_KEY] == "1" else "No"} for row in rows]
+    write_rows(words, tmp_path / "span-1" / "complaints.csv")
+    newest = write_rows(rows, tmp_path / "span-2" / "complaints.csv")
+    config = PipelineConfig(data_dir=str(tmp_path), input_pattern="span-{SPAN}/*.csv")
+    assert checks.input_files(config) == [newest]
+    assert checks.data_problems(config) == []
+    newest.write_bytes(newest.read_bytes() + b"\x00" + b"x" * 10 + b"\n")
+    (problem,) = checks.data_problems(config)
+    assert problem.startswith(f"{newest}, line ") and "not a readable CSV" in problem

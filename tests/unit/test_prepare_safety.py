@@ -357,3 +357,24 @@ def test_a_quote_that_never_closes_does_not_buffer_the_rest_of_the_file(tmp_path
     assert report.dropped["malformed row (broken quoting)"] == 1
     assert_every_row_accounted(report)
     assert len(rows) >= 57
+
+
+def test_complaint_ids_saved_as_floats_are_kept(tmp_path):
+    """A spreadsheet re-save writes 1234.0: every row was dropped as malformed (review)."""
+    text = NY.read_text(encoding="utf-8")
+    header, *lines = text.split("\n")
+    resaved = tmp_path / "resaved.csv"
+    ids = prepare.prepare_cfpb_exports([NY], tmp_path / "a.csv")
+    original = (tmp_path / "a.csv").read_text(encoding="utf-8")
+    id_column = next(
+        i for i, name in enumerate(next(csv.reader([header]))) if name == "Complaint ID"
+    )
+    rows = list(csv.reader(io.StringIO(text)))
+    for row in rows[1:]:
+        if len(row) > id_column + 1 and row[id_column + 1].isdigit():
+            row[id_column + 1] += ".0"  # rows carry one more field than the header (index)
+    with open(resaved, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    prepare.prepare_cfpb_exports([resaved], tmp_path / "b.csv")
+    assert (tmp_path / "b.csv").read_text(encoding="utf-8") == original
+    assert ids.rows_kept > 0
