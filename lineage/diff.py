@@ -8,7 +8,13 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from lineage import artifacts
-from lineage.store import LineageError, execution_property, run_executions, run_outputs
+from lineage.store import (
+    LineageError,
+    execution_property,
+    producer,
+    run_executions,
+    run_outputs,
+)
 
 
 def _run_outputs_by_node(store, run_id: str) -> dict[str, tuple]:
@@ -24,14 +30,8 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
     a, b = _run_outputs_by_node(store, run_a), _run_outputs_by_node(store, run_b)
     settings = {}
     for node in sorted(a.keys() & b.keys()):
-        executions = (a[node][0], b[node][0])
-        flat_a, flat_b = (_flat_properties(execution, node) for execution in executions)
-        keys = flat_a.keys() | flat_b.keys()
-        if any(e.last_known_state == metadata_store_pb2.Execution.CACHED for e in executions):
-            # A cached execution records fewer properties (no input fingerprint, no span):
-            # a key it lacks is not a different setting.
-            keys = flat_a.keys() & flat_b.keys()
-        for key in sorted(keys):
+        flat_a, flat_b = (_flat_properties(_settings_of(store, *x[node]), node) for x in (a, b))
+        for key in sorted(flat_a.keys() | flat_b.keys()):
             if flat_a.get(key) != flat_b.get(key):
                 settings[key] = [flat_a.get(key), flat_b.get(key)]
 
@@ -65,6 +65,19 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
             )
         }
     return result
+
+
+def _settings_of(store: mlmd.MetadataStore, execution, outputs: dict):
+    """The execution whose settings made these outputs: for a cached one, the original.
+
+    A cached execution records the properties before ExampleGen's driver resolves them (the
+    span pattern unresolved, no input fingerprint or span), so comparing it would show
+    differences that are not there.
+    """
+    if execution.last_known_state != metadata_store_pb2.Execution.CACHED:
+        return execution
+    artifacts = [item for items in outputs.values() for item in items]
+    return producer(store, artifacts[0].id)[1] if artifacts else execution
 
 
 def _flat_properties(execution, prefix: str) -> dict[str, object]:
