@@ -188,11 +188,7 @@ def cancel_interrupted(
         if metadata_store_pb2.Execution.State.Name(execution.last_known_state) in UNFINISHED_STATES
         and started_under(store, execution, pipeline_root)
     ]
-    for execution in unfinished:
-        execution.last_known_state = metadata_store_pb2.Execution.CANCELED
-    if unfinished:
-        store.put_executions(unfinished)
-    return [execution.id for execution in unfinished]
+    return _mark_canceled(store, unfinished)
 
 
 def cancel_run(store: mlmd.MetadataStore, run_id: str) -> list[int]:
@@ -204,11 +200,17 @@ def cancel_run(store: mlmd.MetadataStore, run_id: str) -> list[int]:
         if metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         in (*UNFINISHED_STATES, "FAILED")
     ]
-    for execution in stopped:
+    return _mark_canceled(store, stopped)
+
+
+def _mark_canceled(
+    store: mlmd.MetadataStore, executions: list[metadata_store_pb2.Execution]
+) -> list[int]:
+    for execution in executions:
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
-    if stopped:
-        store.put_executions(stopped)
-    return [execution.id for execution in stopped]
+    if executions:
+        store.put_executions(executions)
+    return [execution.id for execution in executions]
 
 
 def started_under(
