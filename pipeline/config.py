@@ -19,6 +19,9 @@ SCHEMA_FILE = PROJECT_ROOT / "pipeline" / "schema" / "schema.pbtxt"
 SPAN_TOKEN = "{SPAN}"
 MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
 BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+# Slices with fewer eval examples are hidden from fairness and per-slice reports (and said so):
+# AUC on a handful of examples is noise, and undefined with one class.
+MIN_SLICE_EXAMPLES = 100
 
 
 def _option(default, help: str, **kwargs):  # noqa: A002 (argparse's word)
