@@ -169,7 +169,25 @@ def show_trace(store, args) -> str | dict:
     lines += [
         f"  {f['path']}  {f['bytes']} bytes  sha256 {f['sha256']}" for f in examples["input_files"]
     ]
+    for manifest in examples.get("feedback", []):
+        lines += feedback_lines(manifest)
     return "\n".join(lines)
+
+
+def feedback_lines(manifest: dict) -> list[str]:
+    """Where a feedback span's rows came from: request log rows and the outcomes file."""
+    log, outcomes, counts = manifest["request_log"], manifest["outcomes"], manifest["counts"]
+    first, last = log["joined_received_at"]
+    lines = [
+        f"Feedback span {manifest['span']} ({manifest['manifest']}): {counts['joined']} "
+        f"served requests received {first} to {last}, model versions "
+        + ", ".join(map(str, log["model_versions"]))
+    ]
+    lines += [
+        f"  request log {f['path']} rows {f['first_row']}-{f['last_row']}" for f in log["files"]
+    ]
+    lines.append(f"  outcomes {outcomes['path']}  sha256 {outcomes['sha256']}")
+    return lines
 
 
 def show_uses(store, args) -> str | list:

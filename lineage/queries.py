@@ -194,6 +194,7 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
             "input_base": execution_property(example_gen, "input_base"),
             "input_sha256": custom_property(examples, "input_sha256"),
             "input_files": json.loads(custom_property(examples, "input_files") or "[]"),
+            "feedback": json.loads(custom_property(examples, "feedback_manifest") or "[]"),
         },
         "evaluation": None
         if blessing is None

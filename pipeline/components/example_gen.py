@@ -115,4 +115,6 @@ class Executor(BaseExampleGenExecutor):
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY]
         )
-        provenance.record_input_files(examples, input_paths(exec_properties))
+        paths = input_paths(exec_properties)
+        provenance.record_input_files(examples, paths)
+        provenance.record_feedback(examples, paths)

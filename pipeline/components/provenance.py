@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from importlib import metadata
 
@@ -16,10 +17,12 @@ from tfx.components.trainer.executor import GenericExecutor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
+from data import spans
 from pipeline.config import PROJECT_ROOT
 
 INPUT_SHA256 = "input_sha256"
 INPUT_FILES = "input_files"
+FEEDBACK = "feedback_manifest"
 GIT_REVISION = "git_revision"
 PACKAGE_VERSIONS = "package_versions"
 PACKAGES = (
@@ -60,6 +63,19 @@ def record_input_files(examples, paths: list[str]) -> None:
     combined, files = input_files_record(paths)
     examples.set_string_custom_property(INPUT_SHA256, combined)
     examples.set_string_custom_property(INPUT_FILES, json.dumps(files))
+
+
+def record_feedback(examples, paths: list[str]) -> None:
+    """Put the manifests of feedback spans read (serving.feedback) on an Examples artifact, so
+    a model's lineage names the request log rows and the outcomes file it learned from."""
+    manifests = []
+    for folder in sorted({os.path.dirname(path) for path in paths}):
+        location = os.path.join(folder, spans.FEEDBACK_MANIFEST)
+        if fileio.exists(location):
+            with fileio.open(location, "r") as handle:
+                manifests.append({"manifest": location, **json.loads(handle.read())})
+    if manifests:
+        examples.set_string_custom_property(FEEDBACK, json.dumps(manifests))
 
 
 def git_revision() -> str:
