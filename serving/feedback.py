@@ -47,6 +47,7 @@ from serving.feedback_sources import (
 )
 
 LOCK_FILE = ".feedback.lock"
+OUTCOME_FIELDS = ("path", "sha256", "kind", "rows", "without_complaint_id", "without_label")
 
 
 @dataclass
@@ -135,17 +136,17 @@ def read_requests(
     return latest, extents
 
 
-def canonical_row(complaint_id: str, logged: str, label: int) -> dict:
-    """A prepared-CSV row: each column as the server received it ("" when not sent)."""
+def canonical_row(complaint_id: str, logged: str, label: int) -> list:
+    """A prepared-CSV row (CANONICAL_COLUMNS): each column as the server received it ("" when
+    not sent), the id from the log's column, the label from the outcomes."""
     values = orjson.loads(logged)
-    row = {}
-    for column in features.RAW_FEATURE_KEYS:
+    values[features.ID_KEY], values[features.LABEL_KEY] = complaint_id, label
+    row = []
+    for column in features.CANONICAL_COLUMNS:
         value = values.get(column, "")
         if isinstance(value, list):  # logged as a list only when several values were sent
             value = value[0] if value else ""
-        row[column] = "" if value is None else str(value)
-    row[features.ID_KEY] = complaint_id
-    row[features.LABEL_KEY] = label
+        row.append("" if value is None else value)
     return row
 
 
@@ -172,15 +173,15 @@ def locked(data_dir: Path) -> Iterator[None]:
         yield
 
 
-def write_span(data_dir: Path, span: int, rows: list[dict], manifest: dict) -> Path:
+def write_span(data_dir: Path, span: int, rows: list[list], manifest: dict) -> Path:
     """span-N with its CSV and manifest, whole or not at all: built aside, then renamed."""
     target = data_dir / f"span-{span}"
     partial = Path(tempfile.mkdtemp(prefix=f".span-{span}.", suffix=".partial", dir=data_dir))
     try:
         csv_path = partial / spans.SPAN_CSV
         with open(csv_path, "w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=features.CANONICAL_COLUMNS, lineterminator="\n")
-            writer.writeheader()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(features.CANONICAL_COLUMNS)
             writer.writerows(rows)
             out.flush()
             os.fsync(out.fileno())
@@ -239,7 +240,10 @@ def run_feedback(
                 "joined_received_at": [ordered[0][1][0], ordered[-1][1][0]],
                 "model_versions": sorted({req[4] for _, req in ordered}),
             },
-            "outcomes": {key: value for key, value in asdict(outcomes).items() if key != "labels"},
+            "outcomes": {
+                name: getattr(outcomes, name)
+                for name in OUTCOME_FIELDS  # not the labels
+            },
             "counts": asdict(counts),
         }
         folder = write_span(data_dir, span, rows, manifest)
