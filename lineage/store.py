@@ -331,3 +331,22 @@ def latest_pushed_model(store: mlmd.MetadataStore) -> metadata_store_pb2.Artifac
         if pushed_destination(artifact) is not None
     ]
     return max(pushed, key=lambda a: a.create_time_since_epoch, default=None)
+
+
+def newest_ingested_span(store: mlmd.MetadataStore, pipeline_name: str) -> int | None:
+    """The newest span this pipeline's ExampleGen has turned into examples; None if none yet.
+
+    A span the data gate then refused counts too: retraining waits for a newer span rather
+    than retrying the same refused data on every schedule.
+    """
+    pipeline = _context(store, PIPELINE_CONTEXT, pipeline_name)
+    if pipeline is None:
+        return None
+    spans = [
+        item.properties["span"].int_value
+        for item in store.get_artifacts_by_context(pipeline.id)
+        if item.state == metadata_store_pb2.Artifact.LIVE
+        and "span" in item.properties
+        and artifact_type(store, item) == "Examples"
+    ]
+    return max(spans, default=None)

@@ -189,6 +189,22 @@ def add_config_arguments(parser, names: tuple[str, ...] | None = None) -> None:
         )
 
 
+def config_arguments(config: PipelineConfig) -> list[str]:
+    """The runner flags that rebuild `config` (those that differ from the defaults)."""
+    flags = []
+    for config_field in dataclasses.fields(PipelineConfig):
+        value = getattr(config, config_field.name)
+        if value == getattr(PipelineConfig(), config_field.name):
+            continue
+        if config_field.name == "extra_beam_args":
+            flags += [f"--beam-arg={arg}" for arg in value]
+        elif config_field.name.startswith("direct_"):
+            flags += [f"--{config_field.name}", str(value)]
+        else:
+            flags += ["--" + config_field.name.replace("_", "-"), str(value)]
+    return flags
+
+
 def config_from_arguments(args: argparse.Namespace) -> PipelineConfig:
     """A PipelineConfig from parsed flags."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)}

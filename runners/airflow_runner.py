@@ -15,39 +15,10 @@ Variables of the same name, with these defaults:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import os
 
-from pipeline import checks
-from pipeline.config import PROJECT_ROOT, PipelineConfig, redact_passwords_in_logs
-
-SETTING_PREFIX = "CFPB_"
-
-
-def setting(name: str, default: str | None = None) -> str | None:
-    """An environment variable, else the Airflow Variable of the same name, else default."""
-    key = SETTING_PREFIX + name.upper()
-    if key in os.environ:
-        return os.environ[key]
-    from airflow.models import Variable
-
-    return Variable.get(key, default_var=default)
-
-
-def config_from_settings() -> PipelineConfig:
-    """PipelineConfig with any field overridden by CFPB_<FIELD> settings."""
-    defaults = PipelineConfig(output_dir=str(PROJECT_ROOT / "outputs" / "airflow"))
-    overrides = {}
-    for field in dataclasses.fields(PipelineConfig):
-        value = setting(field.name)
-        if value is not None and field.name != "extra_beam_args":
-            overrides[field.name] = type(getattr(defaults, field.name))(value)
-    config = dataclasses.replace(defaults, **overrides)
-    problems = checks.setting_problems(config)
-    if problems:  # Airflow shows it as the DAG file's import error
-        raise ValueError("CFPB_* settings (flag names): " + "; ".join(problems))
-    return config
+from pipeline.config import redact_passwords_in_logs
+from runners.airflow_settings import config_from_settings, setting
 
 
 def build_dag():

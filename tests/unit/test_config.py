@@ -81,6 +81,9 @@ def test_flags_override_config(tmp_path):
     assert config.metadata_connection_config().sqlite.filename_uri == str(
         tmp_path / "metadata.sqlite"
     )
+    # A scheduler passes a config on as flags: they rebuild the same config.
+    again = parser.parse_args(pipeline_config.config_arguments(config))
+    assert pipeline_config.config_from_arguments(again) == config
 
 
 def test_mysql_connection_takes_the_password_from_the_environment(monkeypatch):

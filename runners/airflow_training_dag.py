@@ -1,0 +1,108 @@
+"""Airflow DAG file for continuous training: when a new span appears, run the pipeline on it.
+
+DAG `cfpb-continuous-training`, on a schedule (CFPB_CT_SCHEDULE, default @hourly):
+
+    wait_for_new_span  a sensor (reschedule mode: it frees its worker slot between pokes) that
+                       succeeds when DATA_DIR holds a span-N newer than any span this pipeline's
+                       ExampleGen has read, per MLMD; skipped if none comes before its timeout
+    train_and_push     the whole pipeline from create_pipeline(config), one process
+                       (python -m runners.beam_runner): Transform, Tuner, Trainer, Evaluator
+                       against the last blessed model, Pusher only if blessed
+    monitor_traffic    optional (CFPB_MONITOR_REQUEST_LOG set): python -m serving.monitor on the
+                       served requests; its alert (exit 1) fails the task, which is the alert
+
+The pipeline runs as one task rather than one task per component (runners/airflow_runner.py):
+each Airflow task process pays TensorFlow's and TFX's imports (30-60 s here), so nine tasks
+cost minutes of imports. This file imports neither, so the scheduler parses it in seconds.
+
+Settings (environment or Airflow Variables, see runners/airflow_settings.py): every
+CFPB_<FIELD> of PipelineConfig (CFPB_INPUT_PATTERN defaults to span-{SPAN}/*.csv here), and
+    CFPB_CT_SCHEDULE        cron or preset (default @hourly)
+    CFPB_CT_POKE_SECONDS    seconds between looks for a new span (default 60)
+    CFPB_CT_WAIT_SECONDS    how long one run waits for a span before it is skipped (default 3000)
+    CFPB_CT_TRAIN_RETRIES   retries of train_and_push (default 1, after 5 minutes)
+    CFPB_MONITOR_REQUEST_LOG  the model server's request log folder, to monitor each run
+"""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+from airflow.sensors.python import PythonSensor
+
+from data import spans
+from pipeline.config import SPAN_TOKEN, config_arguments
+from runners.airflow_settings import config_from_settings, setting
+
+DAG_ID = "cfpb-continuous-training"
+
+
+def config():
+    found = config_from_settings(input_pattern=spans.SPAN_PATTERN)
+    if SPAN_TOKEN not in found.input_pattern:
+        raise ValueError(f"CFPB_INPUT_PATTERN must contain {SPAN_TOKEN}: spans are what arrives")
+    return found
+
+
+def new_span_ready() -> bool:
+    """True when the data folder's newest span is newer than the newest one already read."""
+    from lineage import store as lineage_store  # MLMD only; no TensorFlow
+
+    settings = config()
+    newest = max(spans.span_folders(Path(settings.data_dir)), default=None)
+    if newest is None:
+        return False
+    store = lineage_store.connect(settings.metadata_connection_config())
+    ingested = lineage_store.newest_ingested_span(store, settings.pipeline_name)
+    print(f"newest span in {settings.data_dir}: {newest}; newest already read: {ingested}")
+    return ingested is None or newest > ingested
+
+
+def build_dag() -> DAG:
+    settings = config()
+    python = shlex.quote(sys.executable)  # the environment the scheduler runs in
+    with DAG(
+        DAG_ID,
+        schedule=setting("ct_schedule", "@hourly"),
+        start_date=datetime.datetime.fromisoformat(setting("start_date", "2024-01-01")),
+        catchup=False,
+        max_active_runs=1,  # a run still training makes the next one wait, not race it
+        tags=["cfpb", "continuous-training"],
+        doc_md=__doc__,
+    ) as dag:
+        wait = PythonSensor(
+            task_id="wait_for_new_span",
+            python_callable=new_span_ready,
+            mode="reschedule",
+            poke_interval=float(setting("ct_poke_seconds", "60")),
+            timeout=float(setting("ct_wait_seconds", "3000")),
+            soft_fail=True,  # no new span in this interval is not a failure
+            retries=0,
+        )
+        train = BashOperator(
+            task_id="train_and_push",
+            bash_command=f"{python} -m runners.beam_runner "
+            + shlex.join(config_arguments(settings)),
+            # A rerun resumes from MLMD's cache, so a transient failure (a killed worker, the
+            # MLMD database away) is retried once; a refusal by a gate fails again, quickly.
+            retries=int(setting("ct_train_retries", "1")),
+            retry_delay=datetime.timedelta(minutes=5),
+        )
+        wait >> train
+        request_log = setting("monitor_request_log")
+        if request_log:
+            BashOperator(
+                task_id="monitor_traffic",
+                bash_command=f"{python} -m serving.monitor --request-log "
+                + shlex.quote(request_log),
+                retries=0,  # an alert is an answer, not a failure to retry
+            )
+    return dag
+
+
+dag = build_dag()
