@@ -16,7 +16,8 @@ print(json.dumps({
     "heavy_imports": sorted(m for m in ("tensorflow", "tfx", "tensorflow_transform")
                             if m in sys.modules),
     "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids),
-                          "mode": getattr(t, "mode", None), "soft_fail": getattr(t, "soft_fail", None),
+                          "mode": getattr(t, "mode", None),
+                          "soft_fail": getattr(t, "soft_fail", None),
                           "command": getattr(t, "bash_command", None)} for t in dag.tasks},
     "schedule": str(dag.schedule_interval), "max_active_runs": dag.max_active_runs,
 }))
