@@ -41,6 +41,7 @@ from serving.feedback_sources import (
     LogFile,
     Outcomes,
     log_files,
+    logged_features_setting,
     open_log,
     read_outcomes,
     sha256_of,
@@ -136,10 +137,11 @@ def read_requests(
     return latest, extents
 
 
-def canonical_row(complaint_id: str, logged: str, label: int) -> list:
-    """A prepared-CSV row (CANONICAL_COLUMNS): each column as the server received it ("" when
-    not sent), the id from the log's column, the label from the outcomes."""
-    values = orjson.loads(logged)
+def canonical_row(complaint_id: str, logged: str, outcomes: Outcomes) -> list:
+    """A prepared-CSV row (CANONICAL_COLUMNS): each column as the server received it, else
+    from the outcomes file when the log did not keep it, else ""; the label from the outcomes."""
+    values = {**outcomes.features.get(complaint_id, {}), **orjson.loads(logged)}
+    label = outcomes.labels[complaint_id]
     values[features.ID_KEY], values[features.LABEL_KEY] = complaint_id, label
     row = []
     for column in features.CANONICAL_COLUMNS:
@@ -209,7 +211,10 @@ def run_feedback(
     request_log: Path, outcomes_path: Path, data_dir: Path, span: int | None = None
 ) -> Result:
     files = log_files(request_log)
-    outcomes = read_outcomes(outcomes_path)
+    # A log kept without some features (--log_features=no_text or none): take what it lacks
+    # from the outcomes file when that has them (a full prepared CSV or a CFPB export).
+    partial = any(logged_features_setting(path) != "all" for path in files)
+    outcomes = read_outcomes(outcomes_path, keep_features=partial)
     problem = _writable_problem(data_dir)  # creates a missing data dir, once inputs are good
     if problem:
         raise FeedbackError(problem)
@@ -228,7 +233,7 @@ def run_feedback(
             return Result(None, None, counts, extents)
         span = span if span is not None else max(existing, default=0) + 1
         ordered = sorted(latest.items(), key=lambda item: item[1][:3])
-        rows = [canonical_row(cid, req[3], outcomes.labels[cid]) for cid, req in ordered]
+        rows = [canonical_row(cid, req[3], outcomes) for cid, req in ordered]
         manifest = {
             "format": spans.FEEDBACK_FORMAT,
             "span": span,
@@ -240,6 +245,9 @@ def run_feedback(
                 "joined_received_at": [ordered[0][1][0], ordered[-1][1][0]],
                 "model_versions": sorted({req[4] for _, req in ordered}),
             },
+            "features": "as served, missing columns from the outcomes file"
+            if partial
+            else "as served",
             "outcomes": {
                 name: getattr(outcomes, name)
                 for name in OUTCOME_FIELDS  # not the labels

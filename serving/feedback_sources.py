@@ -99,6 +99,16 @@ class LogFile:
         return cls(str(path.resolve()), count, int(without), first, last, since, until, mode[0])
 
 
+def logged_features_setting(path: Path) -> str:
+    """The server's --log_features when it wrote this file: all, no_text or none."""
+    connection = open_log(path)
+    try:
+        row = connection.execute("SELECT value FROM log_info WHERE key = 'log_features'").fetchone()
+    finally:
+        connection.close()
+    return row[0] if row else "all"
+
+
 # --- the outcomes -----------------------------------------------------------------------------
 
 
@@ -113,9 +123,11 @@ class Outcomes:
     without_complaint_id: int = 0
     without_label: int = 0
     labels: dict[str, int] = field(default_factory=dict)
+    # Feature columns by complaint id, kept only when asked: for requests logged without them.
+    features: dict[str, dict] = field(default_factory=dict)
 
 
-def read_outcomes(path: Path) -> Outcomes:
+def read_outcomes(path: Path, keep_features: bool = False) -> Outcomes:
     if not path.is_file():
         raise FeedbackError(f"outcomes file {path} does not exist or is not a file")
     with open(path, "rb") as handle:
@@ -137,10 +149,10 @@ def read_outcomes(path: Path) -> Outcomes:
             except ExportError as error:
                 raise FeedbackError(f"outcomes {path}: {error}") from None
             outcomes.without_label = sum(report.dropped.values())
-            _read_prepared(prepared, outcomes, origin=path)
+            _read_prepared(prepared, outcomes, path, keep_features)
         return outcomes
     if features.ID_KEY in header and features.LABEL_KEY in header:
-        _read_prepared(path, outcomes, origin=path)
+        _read_prepared(path, outcomes, path, keep_features)
         return outcomes
     raise FeedbackError(
         f"outcomes {path}: the header needs {features.ID_KEY} and {features.LABEL_KEY} (a prepared "
@@ -148,7 +160,7 @@ def read_outcomes(path: Path) -> Outcomes:
     )
 
 
-def _read_prepared(path: Path, outcomes: Outcomes, origin: Path) -> None:
+def _read_prepared(path: Path, outcomes: Outcomes, origin: Path, keep_features: bool) -> None:
     where: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
@@ -174,6 +186,10 @@ def _read_prepared(path: Path, outcomes: Outcomes, origin: Path) -> None:
                     "feedback does not pick one"
                 )
             where.setdefault(complaint_id, line)
+            if keep_features:
+                outcomes.features[complaint_id] = {
+                    k: row[k] for k in features.RAW_FEATURE_KEYS if row.get(k)
+                }
     if outcomes.rows and outcomes.without_complaint_id == outcomes.rows:
         raise FeedbackError(f"outcomes {origin}: no row has a complaint id to join requests on")
     if not outcomes.labels:

@@ -18,9 +18,11 @@ from serving import feedback
 from serving.request_log import Entry, RequestLog
 
 
-def log_requests(directory: Path, rows: list[dict], with_ids: bool = True) -> Path:
+def log_requests(
+    directory: Path, rows: list[dict], with_ids: bool = True, log_features: str = "all"
+) -> Path:
     """Rows sent to the server as feature objects, logged by the server's own writer."""
-    log = RequestLog(str(directory))
+    log = RequestLog(str(directory), log_features=log_features)
     for number, row in enumerate(rows):
         sent = {
             k: ("bytes", [v.encode()]) for k, v in row.items() if k in features.RAW_FEATURE_KEYS
@@ -122,6 +124,16 @@ def test_a_complaint_asked_twice_is_written_once_with_its_latest_request(tmp_pat
     assert (written["product"], written["state"]) == ("Mortgage", "ZZ")
     manifest = json.loads((tmp_path / "data" / "span-1" / spans.FEEDBACK_MANIFEST).read_text())
     assert manifest["counts"]["duplicate_requests"] == 1
+
+
+def test_a_log_kept_without_features_takes_them_from_full_outcomes(tmp_path):
+    rows = [r for r in bundled_rows(every=50) if r[features.ID_KEY]][:5]
+    log_requests(tmp_path / "log", rows, log_features="none")  # only complaint_id is kept
+    full = write_rows(rows, tmp_path / "prepared.csv")  # a prepared CSV: every column
+    assert run(tmp_path, tmp_path / "log", full) == 0
+    assert span_rows(tmp_path / "data" / "span-1") == [
+        {k: r[k] for k in features.CANONICAL_COLUMNS} for r in rows
+    ]
 
 
 def test_requests_without_complaint_id_are_counted_and_left_in_the_log(tmp_path, served, capsys):
