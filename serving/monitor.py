@@ -23,7 +23,6 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore")  # dependencies' notices would bury the report
 
 from data.atomic import atomic_write  # noqa: E402
@@ -203,6 +202,47 @@ def open_store(args):
         raise MonitorError(f"cannot open the MLMD store: {error}") from None
 
 
+def judge(baseline, rows: list[tuple], logged: set[str], thresholds: Thresholds, eval_scores):
+    """The comparisons of one model version's rows (as read_window returns them) and the
+    alerts they raise; eval_scores: the model's predictions on its eval split, or None."""
+    from serving import monitor_checks as checks
+
+    try:
+        values = [json.loads(row[4]) for row in rows]
+    except json.JSONDecodeError as error:
+        raise MonitorError(f"the features of a logged row are not JSON: {error}") from None
+    skews, anomalies, unseen = checks.check_features(baseline, values, logged, thresholds)
+    scores = [row[6] for row in rows if row[6] is not None]
+    shift = None
+    if scores and eval_scores is not None:
+        shift = checks.prediction_shift(eval_scores, scores, thresholds.prediction_psi)
+    unknown: dict[str, int] = {}
+    for row in rows:
+        for feature in json.loads(row[5]) if row[5] else []:
+            unknown[feature] = unknown.get(feature, 0) + 1
+    missing = {
+        feature: sum(1 for value in values if value.get(feature) in (None, []))
+        for feature in sorted(logged)
+    }
+    alerts = [
+        f"skew: {s.feature} {s.measure} {s.value:.3f} > {s.threshold:g}" for s in skews if s.alert
+    ]
+    alerts += [f"schema: {a.feature}: {a.description}" for a in anomalies]
+    if shift is not None and shift.alert:
+        alerts.append(f"prediction shift: PSI {shift.psi:.3f} > {shift.threshold:g}")
+    return {
+        "status": "alert" if alerts else "healthy",
+        "alerts": alerts,
+        "skew": [{**vars(s), "alert": s.alert} for s in skews],
+        "anomalies": [vars(a) for a in anomalies],
+        "unseen_values": {k: dict(list(v.items())[:5]) for k, v in unseen.items()},
+        "unseen_rows": {k: sum(v.values()) for k, v in unseen.items()},
+        "unknown_features": unknown,
+        "missing": {k: v for k, v in missing.items() if v},
+        "prediction": None if shift is None else {**vars(shift), "alert": shift.alert},
+    }
+
+
 def monitor(args) -> dict:
     """Everything read and compared; the report as a dict (nothing written yet)."""
     from serving import monitor_checks as checks
@@ -228,48 +268,28 @@ def monitor(args) -> dict:
             f"least {thresholds.min_rows} are needed to judge: widen --since or lower --min-rows"
         )
     logged = logged_features(settings)
-    try:
-        values = [json.loads(row[4]) for row in chosen]
-    except json.JSONDecodeError as error:
-        raise MonitorError(f"a row's features column is not JSON ({error}) in {location}") from None
     timings["read log"] = time.perf_counter() - started
 
+    store = open_store(args)
     mark = time.perf_counter()
     import tensorflow  # noqa: F401  (imported here to time it apart from the work)
     import tensorflow_data_validation  # noqa: F401
 
     timings["imports (TensorFlow, TFDV)"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    baseline = checks.find_baseline(open_store(args), version)
+    baseline = checks.find_baseline(store, version)
     timings["baseline (MLMD, statistics, schema)"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    skews, anomalies, unseen = checks.check_features(baseline, values, logged, thresholds)
-    timings["feature checks (TFDV)"] = time.perf_counter() - mark
-    scores = [row[6] for row in chosen if row[6] is not None]
-    shift = None
-    if scores:
+    eval_scores = None
+    if any(row[6] is not None for row in chosen):
         mark = time.perf_counter()
         eval_scores = checks.eval_predictions(baseline)
         timings["eval split scored"] = time.perf_counter() - mark
-        shift = checks.prediction_shift(eval_scores, scores, thresholds.prediction_psi)
-    unknown: dict[str, int] = {}
-    for row in chosen:
-        for feature in json.loads(row[5]) if row[5] else []:
-            unknown[feature] = unknown.get(feature, 0) + 1
-    missing = {
-        feature: sum(1 for value in values if value.get(feature) in (None, []))
-        for feature in sorted(logged)
-    }
-    alerts = [
-        f"skew: {s.feature} {s.measure} {s.value:.3f} > {s.threshold:g}" for s in skews if s.alert
-    ]
-    alerts += [f"schema: {a.feature}: {a.description}" for a in anomalies]
-    if shift is not None and shift.alert:
-        alerts.append(f"prediction shift: PSI {shift.psi:.3f} > {shift.threshold:g}")
+    mark = time.perf_counter()
+    judged = judge(baseline, chosen, logged, thresholds, eval_scores)
+    timings["comparisons (TFDV, PSI)"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
     return {
-        "status": "alert" if alerts else "healthy",
-        "alerts": alerts,
+        **judged,
         "model": {"name": name, "version": version},
         "window": {
             "since": since,
@@ -284,19 +304,14 @@ def monitor(args) -> dict:
         },
         "baseline": baseline.sources,
         "thresholds": vars(thresholds),
-        "skew": [{**vars(s), "alert": s.alert} for s in skews],
-        "anomalies": [vars(a) for a in anomalies],
-        "unseen_values": {k: dict(list(v.items())[:5]) for k, v in unseen.items()},
-        "unseen_rows": {k: sum(v.values()) for k, v in unseen.items()},
-        "unknown_features": unknown,
-        "missing": {k: v for k, v in missing.items() if v},
-        "prediction": None if shift is None else {**vars(shift), "alert": shift.alert},
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    if not args.verbose:  # one line on failure: TF's own C++ log would come first
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     logging.disable(logging.WARNING)  # TF and TFDV chatter; the report says what matters
     try:
         report = monitor(args)

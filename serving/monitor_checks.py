@@ -265,7 +265,7 @@ class PredictionShift:
     psi: float
     linf: float
     threshold: float
-    edges: list[float]  # bin edges over [0, 1]: the eval split's deciles
+    edges: list[float]  # bin edges over [0, 1]: the eval split's deciles and the tenths
     eval_share: list[float]
     window_share: list[float]
     eval_count: int
@@ -279,14 +279,16 @@ class PredictionShift:
 
 
 def prediction_shift(eval_scores, window_scores, threshold: float) -> PredictionShift:
-    """PSI (and L-infinity) between the two distributions, binned at the eval split's deciles.
+    """PSI (and L-infinity) between the two distributions, binned at the eval split's deciles
+    and at every tenth of [0, 1].
 
-    Decile bins keep every bin populated on the eval side even when a model's predictions sit
-    in a narrow band (a model trained a few steps), where fixed 0.1-wide bins would hold all.
+    The deciles resolve a model whose predictions sit in a narrow band (one trained a few
+    steps), where tenths alone would put everything in one or two bins; the tenths still
+    separate values when the eval predictions are one constant and the deciles collapse.
     """
     eval_scores, window_scores = np.asarray(eval_scores), np.asarray(window_scores)
-    inner = np.quantile(eval_scores, np.linspace(0, 1, PREDICTION_BINS + 1)[1:-1])
-    edges = np.unique(np.concatenate([[0.0], inner, [1.0]]))
+    tenths = np.linspace(0, 1, PREDICTION_BINS + 1)
+    edges = np.unique(np.round(np.concatenate([tenths, np.quantile(eval_scores, tenths)]), 6))
     expected = np.histogram(np.clip(eval_scores, 0, 1), edges)[0] / len(eval_scores)
     actual = np.histogram(np.clip(window_scores, 0, 1), edges)[0] / len(window_scores)
     e, a = np.maximum(expected, PSI_FLOOR), np.maximum(actual, PSI_FLOOR)
