@@ -33,8 +33,7 @@ from serving.monitor_checks import MonitorError, Thresholds  # noqa: E402
 
 HEALTHY, ALERT, CANNOT_JUDGE = 0, 1, 2
 DEFAULT_SINCE = "24h"
-STORE_FIELDS = ("output_dir", "pipeline_name", "mysql_host", "mysql_port", "mysql_database")
-STORE_FIELDS += ("mysql_user",)
+STORE_FIELDS = ("output_dir", "mysql_host", "mysql_port", "mysql_database", "mysql_user")
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 COLUMNS = "id, received_at, model_name, model_version, features, unknown_features, "

@@ -81,14 +81,14 @@ def traffic(tmp_path_factory):
         start = mark()
         send(server, unseen)
         windows["healthy"] = (start, start := mark())
-        send(server, [{**row, "product": "Mortgage"} for row in unseen[:150]])
+        send(server, [{**row, "product": "Mortgage"} for row in unseen[::2]])
         windows["mortgages"] = (start, start := mark())
-        send(server, [{**row, "product": "Crypto wallet"} for row in unseen[150:]])
+        send(server, [{**row, "product": "Crypto wallet"} for row in unseen[1::2]])
         windows["new value"] = (start, start := mark())
         push(base_path / version.name, base_path, int(version.name) + 1)  # not the pipeline's
         wait_for_version(server, str(int(version.name) + 1))
         start = mark()
-        send(server, unseen[:120])
+        send(server, unseen[::2])
         windows["copied"] = (start, mark())
     finally:
         server.stop()
