@@ -229,3 +229,16 @@ def test_the_page_renders_offline_in_chromium(baseline, halves, tmp_path):
     blue = np.sum((pixels[:, 2] > 150) & (pixels[:, 0] < 60))
     assert red > 2000 and blue > 2000  # the ALERT badge and skew bar; the live bars drawn
     assert json.dumps(report)  # the same report is what --json writes
+
+
+def test_the_window_spans_rotated_files_and_last_takes_the_newest(halves, tmp_path):
+    log = write_log(tmp_path / "log", halves[1][:30])
+    (log / "requests.sqlite").rename(log / "requests-20260101T000000000000Z.sqlite")
+    write_log(log, halves[1][30:50])
+    files = monitor.log_files(log)
+    assert [f.name for f in files] == ["requests-20260101T000000000000Z.sqlite", "requests.sqlite"]
+    rows, settings, total = monitor.read_window(files, "2000", "3000", None)
+    assert (len(rows), total, settings) == (50, 50, {"all"})
+    newest, _, _ = monitor.read_window(files, "2000", "3000", 25)
+    times = [row[1] for row in rows]
+    assert [row[1] for row in newest] == times[:25] and times == sorted(times, reverse=True)
