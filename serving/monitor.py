@@ -1,0 +1,339 @@
+"""python -m serving.monitor: is live traffic still what the served model was trained on?
+
+Reads a window of the server's request log (by time and/or count), finds through MLMD the
+pushed model that served it, and checks the window against that model's training statistics,
+curated schema and eval split: TFDV skew per feature (L-infinity for categories), values
+outside the schema's domains and missing features, and the shift of the prediction
+distribution against the model's own predictions on its eval split (PSI). Prints a text
+report, optionally writes a self-contained HTML page and JSON, and exits 0 (healthy),
+1 (alert) or 2 (cannot judge: bad input, nothing to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")  # dependencies' notices would bury the report
+
+from data.atomic import atomic_write  # noqa: E402
+from models import features  # noqa: E402
+from pipeline.config import PipelineConfig, add_config_arguments  # noqa: E402
+from serving import request_log  # noqa: E402
+from serving.monitor_checks import MonitorError, Thresholds  # noqa: E402
+
+HEALTHY, ALERT, CANNOT_JUDGE = 0, 1, 2
+DEFAULT_SINCE = "24h"
+STORE_FIELDS = ("output_dir", "mysql_host", "mysql_port", "mysql_database", "mysql_user")
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+COLUMNS = "id, received_at, model_name, model_version, features, unknown_features, "
+COLUMNS += "dispute_probability"
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.monitor",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 healthy, 1 alert, 2 cannot judge (the reason in one line)",
+    )
+    window = parser.add_argument_group("window of the request log")
+    window.add_argument(
+        "--request-log",
+        help="the log's folder (requests.sqlite and its rotated requests-*.sqlite) or one file "
+        "(default: <output-dir>/request_log, where python -m serving writes it)",
+    )
+    window.add_argument(
+        "--since",
+        default=DEFAULT_SINCE,
+        help="start: a duration back from --until (90m, 24h, 7d), an ISO time "
+        "(2026-11-25T08:00Z), or 'all' (default: %(default)s)",
+    )
+    window.add_argument("--until", help="end (exclusive), an ISO time (default: now)")
+    window.add_argument("--last", type=int, help="only the newest N predictions of the window")
+    window.add_argument("--model-name", help="model to watch (default: the newest row's)")
+    window.add_argument(
+        "--model-version", type=int, help="version to watch (default: the newest row's)"
+    )
+    defaults = Thresholds()
+    limits = parser.add_argument_group("thresholds (a skew_comparator in the schema wins)")
+    for flag, kind, default, meaning in (
+        ("--skew-threshold", float, defaults.skew_linf, "L-infinity skew of a category"),
+        ("--prediction-psi-threshold", float, defaults.prediction_psi, "PSI of predictions"),
+        ("--min-rows", int, defaults.min_rows, "fewest predictions worth judging"),
+    ):
+        limits.add_argument(
+            flag, type=kind, default=default, help=f"{meaning} (default: {default})"
+        )
+    output = parser.add_argument_group("output (the text report always goes to stdout)")
+    output.add_argument("--html", type=Path, help="write a self-contained HTML page here")
+    output.add_argument("--json", type=Path, help="write the report as JSON here")
+    add_config_arguments(parser.add_argument_group("MLMD store (as given to the runner)"),
+                         STORE_FIELDS)  # fmt: skip
+    parser.add_argument("--verbose", action="store_true", help="tracebacks for failures")
+    return parser.parse_args(argv)
+
+
+def parse_time(text: str, what: str) -> datetime.datetime:
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise MonitorError(
+            f"{what} {text!r} is not an ISO time such as 2026-11-25T08:00Z{' or a duration such as 24h' if what == '--since' else ''}"  # noqa: E501
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def window_bounds(args) -> tuple[str, str]:
+    """(since, until) as the log writes times, so SQLite compares them as text."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    until = parse_time(args.until, "--until") if args.until else now
+    if args.since == "all":
+        since = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    elif match := DURATION.fullmatch(args.since):
+        since = until - datetime.timedelta(seconds=float(match[1]) * UNITS[match[2]])
+    else:
+        since = parse_time(args.since, "--since")
+    if since >= until:
+        raise MonitorError(f"the window is empty: --since {args.since} is not before --until")
+    if args.last is not None and args.last < 1:
+        raise MonitorError(f"--last {args.last}: give a positive number of predictions")
+    return request_log.iso(since.timestamp()), request_log.iso(until.timestamp())
+
+
+def log_files(location: Path) -> list[Path]:
+    if location.is_file():
+        return [location]
+    if location.is_dir():
+        found = sorted(location.glob("requests-*.sqlite")) + [location / request_log.FILE_NAME]
+        found = [path for path in found if path.is_file()]
+        if found:
+            return found
+    raise MonitorError(
+        f"no request log at {location}: start the server (python -m serving), or pass "
+        "--request-log with its folder or file"
+    )
+
+
+def read_window(files: list[Path], since: str, until: str, last: int | None):
+    """(rows newest first, log_features settings, total rows in the files)."""
+    rows, settings, total = [], set(), 0
+    limit = f" LIMIT {int(last)}" if last else ""
+    for path in files:
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+                info = dict(connection.execute("SELECT key, value FROM log_info"))
+                if info.get("format") != request_log.FORMAT:
+                    raise MonitorError(
+                        f"{path} is a log of format {info.get('format')!r}, not "
+                        f"{request_log.FORMAT!r}"
+                    )
+                settings.add(info.get("log_features", "all"))
+                total += connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
+                rows += connection.execute(
+                    f"SELECT {COLUMNS} FROM predictions WHERE received_at >= ? AND received_at < ?"
+                    f" ORDER BY received_at DESC, id DESC{limit}",
+                    (since, until),
+                ).fetchall()
+        except sqlite3.Error as error:
+            raise MonitorError(f"{path} is not a readable request log: {error}") from None
+    rows.sort(key=lambda row: row[1], reverse=True)
+    return rows[:last] if last else rows, settings, total
+
+
+def select_model(rows: list[tuple], name: str | None, version: int | None):
+    """The rows of one served model version: the asked one, else the newest row's."""
+    name = name or rows[0][2]
+    version = version or next((row[3] for row in rows if row[2] == name), None)
+    chosen = [row for row in rows if row[2] == name and row[3] == version]
+    others: dict[str, int] = {}
+    for row in rows:
+        if (row[2], row[3]) != (name, version):
+            others[f"{row[2]} version {row[3]}"] = others.get(f"{row[2]} version {row[3]}", 0) + 1
+    if not chosen:
+        raise MonitorError(
+            f"no predictions of {name} version {version} in the window (it has: "
+            f"{', '.join(sorted(others)) or 'nothing'}); pick --model-name/--model-version"
+        )
+    return name, version, chosen, others
+
+
+def logged_features(settings: set[str]) -> set[str]:
+    """The raw features every file of the window keeps (README: --log_features)."""
+    kept = set(features.RAW_FEATURE_KEYS)
+    if settings - {"all"}:
+        kept.discard(features.TEXT_KEY)
+    if "none" in settings:
+        raise MonitorError(
+            "the request log keeps no feature values (the server ran with --log_features=none): "
+            "there is nothing to compare; restart it with --log_features=all or no_text"
+        )
+    return kept
+
+
+def open_store(args):
+    from lineage.store import connect
+
+    config = PipelineConfig(**{name: getattr(args, name) for name in STORE_FIELDS})
+    if not config.mysql_host and not (
+        config.metadata_path.is_file() and config.metadata_path.stat().st_size > 0
+    ):
+        raise MonitorError(
+            f"no MLMD store at {config.metadata_path}: point --output-dir at the output folder "
+            "of the pipeline that pushed the served model (or use --mysql-host)"
+        )
+    connection = config.metadata_connection_config()
+    if connection.HasField("sqlite"):  # the monitor only reads
+        connection.sqlite.connection_mode = connection.sqlite.READONLY
+    try:
+        return connect(connection)
+    except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
+        raise MonitorError(f"cannot open the MLMD store: {error}") from None
+
+
+def judge(baseline, rows: list[tuple], logged: set[str], thresholds: Thresholds, eval_scores):
+    """The comparisons of one model version's rows (as read_window returns them) and the
+    alerts they raise; eval_scores: the model's predictions on its eval split, or None."""
+    from serving import monitor_checks as checks
+
+    try:
+        values = [json.loads(row[4]) for row in rows]
+    except json.JSONDecodeError as error:
+        raise MonitorError(f"the features of a logged row are not JSON: {error}") from None
+    skews, anomalies, unseen = checks.check_features(baseline, values, logged, thresholds)
+    scores = [row[6] for row in rows if row[6] is not None]
+    shift = None
+    if scores and eval_scores is not None:
+        shift = checks.prediction_shift(eval_scores, scores, thresholds.prediction_psi)
+    unknown: dict[str, int] = {}
+    for row in rows:
+        for feature in json.loads(row[5]) if row[5] else []:
+            unknown[feature] = unknown.get(feature, 0) + 1
+    missing = {
+        feature: sum(1 for value in values if value.get(feature) in (None, []))
+        for feature in sorted(logged)
+    }
+    alerts = [
+        f"skew: {s.feature} {s.measure} {s.value:.3f} > {s.threshold:g}" for s in skews if s.alert
+    ]
+    alerts += [f"schema: {a.feature}: {a.description}" for a in anomalies]
+    if shift is not None and shift.alert:
+        alerts.append(f"prediction shift: PSI {shift.psi:.3f} > {shift.threshold:g}")
+    return {
+        "status": "alert" if alerts else "healthy",
+        "alerts": alerts,
+        "skew": [{**vars(s), "alert": s.alert} for s in skews],
+        "anomalies": [vars(a) for a in anomalies],
+        "unseen_values": {k: dict(list(v.items())[:5]) for k, v in unseen.items()},
+        "unseen_rows": {k: sum(v.values()) for k, v in unseen.items()},
+        "unknown_features": unknown,
+        "missing": {k: v for k, v in missing.items() if v},
+        "prediction": None if shift is None else {**vars(shift), "alert": shift.alert},
+    }
+
+
+def monitor(args) -> dict:
+    """Everything read and compared; the report as a dict (nothing written yet)."""
+    from serving import monitor_checks as checks
+
+    started = time.perf_counter()
+    timings = {}
+    thresholds = Thresholds(args.skew_threshold, args.prediction_psi_threshold, args.min_rows)
+    since, until = window_bounds(args)
+    location = Path(args.request_log or Path(args.output_dir) / "request_log")
+    files = log_files(location)
+    rows, settings, total = read_window(files, since, until, args.last)
+    if not total:
+        raise MonitorError(f"the request log at {location} holds no predictions yet")
+    if not rows:
+        raise MonitorError(
+            f"no predictions from {since} to {until} in {location} ({total} in the log): "
+            "widen --since (e.g. --since all) or check --until"
+        )
+    name, version, chosen, others = select_model(rows, args.model_name, args.model_version)
+    if len(chosen) < thresholds.min_rows:
+        raise MonitorError(
+            f"only {len(chosen)} predictions of {name} version {version} in the window; at "
+            f"least {thresholds.min_rows} are needed to judge: widen --since or lower --min-rows"
+        )
+    logged = logged_features(settings)
+    timings["read log"] = time.perf_counter() - started
+
+    store = open_store(args)
+    mark = time.perf_counter()
+    import tensorflow  # noqa: F401  (imported here to time it apart from the work)
+    import tensorflow_data_validation  # noqa: F401
+
+    timings["imports (TensorFlow, TFDV)"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    baseline = checks.find_baseline(store, version)
+    timings["baseline (MLMD, statistics, schema)"] = time.perf_counter() - mark
+    eval_scores = None
+    if any(row[6] is not None for row in chosen):
+        mark = time.perf_counter()
+        eval_scores = checks.eval_predictions(baseline)
+        timings["eval split scored"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    judged = judge(baseline, chosen, logged, thresholds, eval_scores)
+    timings["comparisons (TFDV, PSI)"] = time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - started
+    return {
+        **judged,
+        "model": {"name": name, "version": version},
+        "window": {
+            "since": since,
+            "until": until,
+            "last": args.last,
+            "rows": len(chosen),
+            "first": chosen[-1][1],
+            "newest": chosen[0][1],
+            "other_models": others,
+            "log": [str(path) for path in files],
+            "log_features": sorted(settings),
+        },
+        "baseline": baseline.sources,
+        "thresholds": vars(thresholds),
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    if not args.verbose:  # one line on failure: TF's own C++ log would come first
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    logging.disable(logging.WARNING)  # TF and TFDV chatter; the report says what matters
+    try:
+        report = monitor(args)
+        from serving import monitor_page
+
+        page = monitor_page.html(report) if args.html else None
+        if args.json:
+            with atomic_write(args.json) as out:
+                json.dump(report, out, indent=2)
+        if page is not None:
+            with atomic_write(args.html) as out:
+                out.write(page)
+    except (MonitorError, OSError) as error:
+        print(f"monitor: {error}", file=sys.stderr)
+        return CANNOT_JUDGE
+    except Exception as error:  # noqa: BLE001 (one line for a scheduler, not a traceback)
+        if args.verbose:
+            raise
+        print(f"monitor: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return CANNOT_JUDGE
+    print(monitor_page.text(report))
+    return ALERT if report["alerts"] else HEALTHY
+
+
+if __name__ == "__main__":
+    sys.exit(main())
