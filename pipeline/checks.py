@@ -24,19 +24,27 @@ from pipeline.config import SPAN_TOKEN, PipelineConfig, is_uri
 MYSQL_CONNECT_SECONDS = 3.0
 
 
-def input_files(config: PipelineConfig) -> list[Path]:
-    """The local files a run reads: those matching --input-pattern, of the newest span only."""
+def span_files(config: PipelineConfig) -> dict[int, list[Path]]:
+    """{span: its files} of the local files matching a --input-pattern with {SPAN}."""
     data_dir = Path(config.data_dir)
-    files = sorted(data_dir.glob(config.input_pattern.replace(SPAN_TOKEN, "*")))
-    if SPAN_TOKEN not in config.input_pattern:
-        return files
     span_of = re.compile(
         fnmatch.translate(config.input_pattern).replace(re.escape(SPAN_TOKEN), r"([0-9]+)")
     )
-    spans = {path: span_of.match(str(path.relative_to(data_dir))) for path in files}
-    spans = {path: int(match.group(1)) for path, match in spans.items() if match}
-    newest = max(spans.values(), default=None)
-    return [path for path, span in spans.items() if span == newest]
+    found: dict[int, list[Path]] = {}
+    for path in sorted(data_dir.glob(config.input_pattern.replace(SPAN_TOKEN, "*"))):
+        match = span_of.match(str(path.relative_to(data_dir)))
+        if match:
+            found.setdefault(int(match.group(1)), []).append(path)
+    return dict(sorted(found.items()))
+
+
+def input_files(config: PipelineConfig) -> list[Path]:
+    """The local files a run reads: those matching --input-pattern, of one span (--span, else
+    the newest) when the pattern has {SPAN}."""
+    if SPAN_TOKEN not in config.input_pattern:
+        return sorted(Path(config.data_dir).glob(config.input_pattern))
+    spans = span_files(config)
+    return spans.get(config.span or max(spans, default=0), [])
 
 
 def data_problems(config: PipelineConfig) -> list[str]:
@@ -46,6 +54,11 @@ def data_problems(config: PipelineConfig) -> list[str]:
         files = input_files(config) if data_dir.is_dir() else []
         if not data_dir.is_dir():
             problems.append(f"--data-dir {config.data_dir} is not a folder")
+        elif not files and config.span:
+            problems.append(
+                f"--span {config.span}: no file under {config.data_dir} matches "
+                + config.input_pattern.replace(SPAN_TOKEN, str(config.span))
+            )
         elif not files:
             problems.append(
                 f"--data-dir {config.data_dir} holds no file matching {config.input_pattern}; "
@@ -109,6 +122,8 @@ def setting_problems(config: PipelineConfig) -> list[str]:
         )
     if config.eval_split_buckets < 1:
         problems.append("--eval-split-buckets must be at least 1 (eval gets that many of 3+N)")
+    if config.span < 0 or (config.span and SPAN_TOKEN not in config.input_pattern):
+        problems.append(f"--span needs a positive number and {SPAN_TOKEN} in --input-pattern")
     if config.direct_num_workers < 0:
         problems.append("--direct_num_workers must be 0 (one per core) or more")
     return problems

@@ -41,6 +41,11 @@ class PipelineConfig:
         f"files under --data-dir to read; with {SPAN_TOKEN} (e.g. span-{SPAN_TOKEN}/*.csv) "
         "each run reads the newest span",
     )
+    span: int = _option(
+        0,
+        f"with {SPAN_TOKEN} in --input-pattern, read this span instead of the newest "
+        "(continuous training reads spans in order)",
+    )
     schema_file: str = _option(
         str(SCHEMA_FILE),
         "the curated schema data is validated against (python -m pipeline.schema_cli)",

@@ -175,6 +175,13 @@ def create_pipeline(
                 ]
             )
         ),
+        range_config=tfx.proto.RangeConfig(
+            static_range=tfx.proto.StaticRange(
+                start_span_number=config.span, end_span_number=config.span
+            )
+        )
+        if config.span
+        else None,
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
         custom_config={"code_fingerprint": code_fingerprint(EXAMPLE_GEN_CODE)},
     ).with_id(names.EXAMPLE_GEN)

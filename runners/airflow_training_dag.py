@@ -3,11 +3,12 @@
 DAG `cfpb-continuous-training`, on a schedule (CFPB_CT_SCHEDULE, default @hourly):
 
     wait_for_new_span  a sensor (reschedule mode: it frees its worker slot between pokes) that
-                       succeeds when DATA_DIR holds a span-N newer than any span this pipeline's
-                       ExampleGen has read, per MLMD; skipped if none comes before its timeout
-    train_and_push     the whole pipeline from create_pipeline(config), one process
-                       (python -m runners.beam_runner): Transform, Tuner, Trainer, Evaluator
-                       against the last blessed model, Pusher only if blessed
+                       succeeds when DATA_DIR holds a span with files newer than any span this
+                       pipeline's ExampleGen has read, per MLMD, and passes the oldest such span
+                       on; skipped if none comes before its timeout
+    train_and_push     the whole pipeline from create_pipeline(config) on that span, one process
+                       (python -m runners.beam_runner --span N): Transform, Tuner, Trainer,
+                       Evaluator against the last blessed model, Pusher only if blessed
     monitor_traffic    optional (CFPB_MONITOR_REQUEST_LOG set): python -m serving.monitor on the
                        served requests; its alert (exit 1) fails the task, which is the alert
 
@@ -29,13 +30,14 @@ from __future__ import annotations
 import datetime
 import shlex
 import sys
-from pathlib import Path
 
 from airflow import DAG
 from airflow.operators.bash import BashOperator
+from airflow.sensors.base import PokeReturnValue
 from airflow.sensors.python import PythonSensor
 
 from data import spans
+from pipeline import checks
 from pipeline.config import SPAN_TOKEN, config_arguments
 from runners.airflow_settings import config_from_settings, setting
 
@@ -49,18 +51,27 @@ def config():
     return found
 
 
-def new_span_ready() -> bool:
-    """True when the data folder's newest span is newer than the newest one already read."""
+def pending_span() -> int | None:
+    """The oldest span with input files that is newer than any span ExampleGen has read.
+
+    Spans are trained in order, one run each: two spans written between runs are both read.
+    """
     from lineage import store as lineage_store  # MLMD only; no TensorFlow
 
     settings = config()
-    newest = max(spans.span_folders(Path(settings.data_dir)), default=None)
-    if newest is None:
-        return False
+    found = checks.span_files(settings)
+    if not found:
+        return None
     store = lineage_store.connect(settings.metadata_connection_config())
-    ingested = lineage_store.newest_ingested_span(store, settings.pipeline_name)
-    print(f"newest span in {settings.data_dir}: {newest}; newest already read: {ingested}")
-    return ingested is None or newest > ingested
+    ingested = lineage_store.newest_ingested_span(store, settings.pipeline_name) or 0
+    waiting = [span for span in found if span > ingested]
+    print(f"spans with files: {list(found)}; newest already read: {ingested or 'none'}")
+    return min(waiting, default=None)
+
+
+def new_span_ready() -> PokeReturnValue:
+    span = pending_span()
+    return PokeReturnValue(is_done=span is not None, xcom_value=span)
 
 
 def build_dag() -> DAG:
@@ -87,7 +98,8 @@ def build_dag() -> DAG:
         train = BashOperator(
             task_id="train_and_push",
             bash_command=f"{python} -m runners.beam_runner "
-            + shlex.join(config_arguments(settings)),
+            + shlex.join(config_arguments(settings))
+            + " --span {{ ti.xcom_pull(task_ids='wait_for_new_span') }}",
             # A rerun resumes from MLMD's cache, so a transient failure (a killed worker, the
             # MLMD database away) is retried once; a refusal by a gate fails again, quickly.
             retries=int(setting("ct_train_retries", "1")),

@@ -209,7 +209,7 @@ def test_served_outcomes_retrain_push_and_swap_under_a_real_scheduler(scheduler,
         text = lineage(out, "trace", "latest-pushed", json_output=False)
         assert str(known.resolve()) in text and "rows 1-" in text
 
-        assert not new_span_ready(env)  # span 2 is read: the next runs wait
+        assert pending_span(env) is None  # span 2 is read: the next runs wait
 
         # Refusals. A model below the bar (a minimum AUC no model reaches) is not pushed, and
         # the server keeps the version it has.
@@ -226,20 +226,22 @@ def test_served_outcomes_retrain_push_and_swap_under_a_real_scheduler(scheduler,
         tool += [str(write_rows(one_product, tmp_path / "drift.csv")), "--outcomes-out", str(drift)]
         assert subprocess.run(tool, capture_output=True).returncode == 0
         assert "wrote" in feedback(server, drift, data)
-        assert new_span_ready(env)
+        assert pending_span(env) == 3
         refused = pipeline(data, out, *PUSH_ALWAYS)
         assert refused.returncode == 1 and "product" in refused.stderr, refused.stderr[-3000:]
+        assert pending_span(env) is None  # a refused span is not retried on every schedule
         assert serving_version(server) == new_version
     finally:
         assert server.stop() == 0
 
 
-def new_span_ready(env: dict) -> bool:
+def pending_span(env: dict) -> int | None:
     """The DAG's sensor, asked directly with the scheduler's settings."""
-    code = "from runners.airflow_training_dag import new_span_ready; print(new_span_ready())"
+    code = "from runners.airflow_training_dag import pending_span; print(pending_span())"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.strip().splitlines()[-1] == "True"
+    answer = result.stdout.strip().splitlines()[-1]
+    return None if answer == "None" else int(answer)
 
 
 def flag_settings(flags: list[str]) -> dict[str, str]:

@@ -58,3 +58,48 @@ def test_monitoring_is_a_task_when_a_request_log_is_named(tmp_path):
     found = show_dag(tmp_path, CFPB_MONITOR_REQUEST_LOG=str(tmp_path / "log"))
     monitor = found["tasks"]["monitor_traffic"]
     assert monitor["retries"] == 0 and "-m serving.monitor" in monitor["command"]
+
+
+PENDING = """
+import json
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2 as pb
+from runners.airflow_training_dag import config, pending_span
+
+answers = [pending_span()]  # spans 1 and 3 have files, span 2 is an empty folder; none read
+store = mlmd.MetadataStore(config().metadata_connection_config())
+pipeline_type = store.put_context_type(pb.ContextType(name="pipeline"))
+[context_id] = store.put_contexts([pb.Context(type_id=pipeline_type, name="cfpb-dispute")])
+examples_type = store.put_artifact_type(
+    pb.ArtifactType(name="Examples", properties={"span": pb.INT})
+)
+for span in (1, 3):  # ExampleGen reads span 1, then span 3
+    artifact = pb.Artifact(type_id=examples_type, state=pb.Artifact.LIVE)
+    artifact.properties["span"].int_value = span
+    [artifact_id] = store.put_artifacts([artifact])
+    store.put_attributions_and_associations(
+        [pb.Attribution(artifact_id=artifact_id, context_id=context_id)], []
+    )
+    answers.append(pending_span())
+print(json.dumps(answers))
+"""
+
+
+def test_the_sensor_passes_on_the_oldest_unread_span_with_files(tmp_path):
+    """Spans written between two runs are trained in order; an empty folder is not a span."""
+    from conftest import bundled_rows, write_rows
+
+    for span in (1, 3):
+        write_rows(bundled_rows(every=500), tmp_path / "data" / f"span-{span}" / "complaints.csv")
+    (tmp_path / "data" / "span-2").mkdir()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow_home"),
+        "CFPB_DATA_DIR": str(tmp_path / "data"),
+        "CFPB_OUTPUT_DIR": str(tmp_path / "out"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PENDING], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [1, 3, None]

@@ -204,6 +204,8 @@ def test_passwords_with_quotes_backslashes_and_unicode_are_masked(password, capl
         (["--min-auc", "nan"], "--min-auc must be between 0 and 1"),
         (["--max-auc-drop", "-1"], "--max-auc-drop must be between 0 and 1"),
         (["--eval-split-buckets", "0"], "--eval-split-buckets must be at least 1"),
+        (["--span", "2"], "--span needs a positive number and {SPAN} in --input-pattern"),
+        (["--span", "9", "--input-pattern", "span-{SPAN}/*.csv"], "--span 9: no file under"),
     ],
 )
 def test_settings_that_can_never_bless_are_refused(flags, words):
