@@ -206,7 +206,7 @@ class _Layout:
         )
 
 
-def _canonical_rows(
+def canonical_rows(
     path: Path, report: PrepareReport, seen: SeenIds
 ) -> Iterator[dict[str, str | int]]:
     with open_export(path) as text:
@@ -314,7 +314,7 @@ def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareRepor
         writer = csv.DictWriter(out, fieldnames=features.CANONICAL_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for source in sources:
-            writer.writerows(_canonical_rows(source, report, seen))
+            writer.writerows(canonical_rows(source, report, seen))
         if report.rows_kept == 0:
             raise ExportError(f"no labelled rows in {', '.join(map(str, sources))}")
     return report

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from data.prepare import normalize_complaint_id
 from models import features
 
 SPAN_FOLDER = re.compile(r"span-([0-9]+)")
@@ -36,15 +37,19 @@ def span_folders(data_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def normalize_id(raw: str) -> str:
+    """One spelling per id wherever it comes from: " 1234", "1234.0", "01234" -> "1234"."""
+    raw = raw.strip()
+    digits = normalize_complaint_id(raw)
+    return (digits.lstrip("0") or "0") if digits else raw
+
+
 def labelled_ids(folder: Path) -> Iterator[tuple[str, str, str]]:
     """(complaint_id, label, "file:line") of every row with an id in a span's CSV files."""
     for path in sorted(folder.glob("*.csv")):
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             for line, row in enumerate(csv.DictReader(handle), start=2):
-                complaint_id = (row.get(features.ID_KEY) or "").strip()
+                complaint_id = normalize_id(row.get(features.ID_KEY) or "")
                 if complaint_id:
-                    yield (
-                        complaint_id,
-                        (row.get(features.LABEL_KEY) or "").strip(),
-                        f"{path}:{line}",
-                    )
+                    label = (row.get(features.LABEL_KEY) or "").strip()
+                    yield complaint_id, label, f"{path}:{line}"

@@ -36,6 +36,7 @@ import orjson
 
 from data import spans
 from models import features
+from pipeline.config import is_uri
 from serving.feedback_sources import (
     FeedbackError,
     LogFile,
@@ -48,7 +49,15 @@ from serving.feedback_sources import (
 )
 
 LOCK_FILE = ".feedback.lock"
-OUTCOME_FIELDS = ("path", "sha256", "kind", "rows", "without_complaint_id", "without_label")
+OUTCOME_FIELDS = (
+    "path",
+    "sha256",
+    "kind",
+    "rows",
+    "without_complaint_id",
+    "without_label",
+    "unreadable",
+)
 
 
 @dataclass
@@ -75,14 +84,17 @@ def spanned_labels(data_dir: Path, outcomes: Outcomes) -> dict[str, str]:
     """Labels of complaints already in a span; an outcome that contradicts one stops the run."""
     known: dict[str, str] = {}
     for folder in spans.span_folders(data_dir).values():
-        for complaint_id, label, where in spans.labelled_ids(folder):
-            known[complaint_id] = label
-            new = outcomes.labels.get(complaint_id)
-            if new is not None and label != "" and features.integer_label(label) != new:
-                raise FeedbackError(
-                    f"complaint {complaint_id} is in {where} with outcome {label}, but "
-                    f"{outcomes.path} says {new}; feedback does not overwrite a span's label"
-                )
+        try:
+            for complaint_id, label, where in spans.labelled_ids(folder):
+                known[complaint_id] = label
+                new = outcomes.labels.get(complaint_id)
+                if new is not None and label != "" and features.integer_label(label) != new:
+                    raise FeedbackError(
+                        f"complaint {complaint_id} is in {where} with outcome {label}, but "
+                        f"{outcomes.path} says {new}; feedback does not overwrite a span's label"
+                    )
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise FeedbackError(f"span {folder} cannot be read ({error}); fix it first") from None
     return known
 
 
@@ -97,6 +109,11 @@ def _joinable(connection: sqlite3.Connection, outcomes: Outcomes, known: dict[st
     connection.executemany("INSERT INTO temp.spanned VALUES (?)", ((cid,) for cid in known))
 
 
+def _log_id(value) -> str | None:
+    """A logged complaint_id as spans and outcomes spell it (NULL stays NULL)."""
+    return None if value is None else spans.normalize_id(str(value))
+
+
 def read_requests(
     files: list[Path], outcomes: Outcomes, known: dict[str, str], counts: Counts
 ) -> tuple[dict[str, tuple], list[LogFile]]:
@@ -105,23 +122,30 @@ def read_requests(
     latest: dict[str, tuple] = {}
     extents = []
     for number, path in enumerate(files):
+        if not path.exists():  # rotated away by the server since the folder was listed
+            print(f"warning: {path} is gone (the server rotated its log)", file=sys.stderr)
+            continue
         connection = open_log(path)
+        connection.create_function("cid", 1, _log_id, deterministic=True)
         try:
+            connection.execute("BEGIN")  # one snapshot: the extent and the rows agree
             extent = LogFile.read(connection, path)
             extents.append(extent)
             counts.without_complaint_id += extent.without_complaint_id
             _joinable(connection, outcomes, known)
             counts.already_in_spans += connection.execute(
-                "SELECT COUNT(*) FROM predictions JOIN temp.spanned USING (complaint_id)"
+                "SELECT COUNT(*) FROM predictions p JOIN temp.spanned s "
+                "ON cid(p.complaint_id) = s.complaint_id"
             ).fetchone()[0]
             counts.waiting_for_outcome += connection.execute(
-                "SELECT COUNT(*) FROM predictions WHERE complaint_id IS NOT NULL AND complaint_id "
-                "NOT IN (SELECT complaint_id FROM temp.outcome) AND complaint_id NOT IN "
-                "(SELECT complaint_id FROM temp.spanned)"
+                "SELECT COUNT(*) FROM predictions WHERE complaint_id IS NOT NULL AND "
+                "cid(complaint_id) NOT IN (SELECT complaint_id FROM temp.outcome) AND "
+                "cid(complaint_id) NOT IN (SELECT complaint_id FROM temp.spanned)"
             ).fetchone()[0]
             rows = connection.execute(
-                "SELECT complaint_id, received_at, id, features, model_version "
-                "FROM predictions JOIN temp.outcome USING (complaint_id) ORDER BY id"
+                "SELECT o.complaint_id, received_at, id, features, model_version FROM "
+                "predictions p JOIN temp.outcome o ON cid(p.complaint_id) = o.complaint_id "
+                "ORDER BY id"
             )
             for complaint_id, received_at, row, logged, version in rows:
                 request = (received_at, number, row, logged, version)
@@ -148,7 +172,7 @@ def canonical_row(complaint_id: str, logged: str, outcomes: Outcomes) -> list:
         value = values.get(column, "")
         if isinstance(value, list):  # logged as a list only when several values were sent
             value = value[0] if value else ""
-        row.append("" if value is None else value)
+        row.append("" if value is None else str(value).replace("\x00", ""))  # csv refuses NUL
     return row
 
 
@@ -165,7 +189,11 @@ def _writable_problem(data_dir: Path) -> str | None:
 @contextlib.contextmanager
 def locked(data_dir: Path) -> Iterator[None]:
     """One feedback run per data folder at a time (two would pick the same span number)."""
-    with open(data_dir / LOCK_FILE, "w") as handle:
+    try:
+        handle = open(data_dir / LOCK_FILE, "w")  # noqa: SIM115 (held for the whole block)
+    except OSError as error:
+        raise FeedbackError(f"cannot lock {data_dir / LOCK_FILE} ({error.strerror})") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -173,6 +201,19 @@ def locked(data_dir: Path) -> Iterator[None]:
                 f"another feedback run is writing to {data_dir}; wait for it"
             ) from None
         yield
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_span(data_dir: Path, span: int, rows: list[list], manifest: dict) -> Path:
@@ -185,20 +226,23 @@ def write_span(data_dir: Path, span: int, rows: list[list], manifest: dict) -> P
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(features.CANONICAL_COLUMNS)
             writer.writerows(rows)
-            out.flush()
-            os.fsync(out.fileno())
+            _sync(out)
         manifest["span_csv"] = {
             "file": spans.SPAN_CSV,
             "sha256": sha256_of(csv_path),
             "rows": len(rows),
         }
-        (partial / spans.FEEDBACK_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        with open(partial / spans.FEEDBACK_MANIFEST, "w", encoding="utf-8") as out:
+            out.write(json.dumps(manifest, indent=2) + "\n")
+            _sync(out)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it private
         if target.exists():
             raise FeedbackError(f"{target} appeared meanwhile; feedback never rewrites a span")
+        _sync_folder(partial)  # the files' names, then the span's own, survive a power cut
         os.rename(partial, target)
+        _sync_folder(data_dir)
     finally:
         if partial.exists():
             for child in partial.iterdir():
@@ -208,8 +252,13 @@ def write_span(data_dir: Path, span: int, rows: list[list], manifest: dict) -> P
 
 
 def run_feedback(
-    request_log: Path, outcomes_path: Path, data_dir: Path, span: int | None = None
+    request_log: Path, outcomes_path: Path, data_dir: str | Path, span: int | None = None
 ) -> Result:
+    if is_uri(str(data_dir)):  # before Path() turns gs://b into gs:/b, a local folder
+        raise FeedbackError(f"--data-dir {data_dir}: write spans to a local folder, then copy it")
+    data_dir = Path(data_dir)
+    if span is not None and span < 1:
+        raise FeedbackError(f"--span {span}: span numbers start at 1")
     files = log_files(request_log)
     # A log kept without some features (--log_features=no_text or none): take what it lacks
     # from the outcomes file when that has them (a full prepared CSV or a CFPB export).
@@ -222,6 +271,11 @@ def run_feedback(
         existing = spans.span_folders(data_dir)
         if span is not None and span in existing:
             raise FeedbackError(f"{existing[span]} already exists; feedback never rewrites a span")
+        if span is not None and span < max(existing, default=0):
+            raise FeedbackError(
+                f"--span {span} is older than span-{max(existing)}: the pipeline would never "
+                "read it; leave --span out to take the next number"
+            )
         counts = Counts()
         known = spanned_labels(data_dir, outcomes)
         latest, extents = read_requests(files, outcomes, known, counts)
@@ -281,7 +335,6 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data-dir",
-        type=Path,
         required=True,
         help="the pipeline's data folder "
         "of span-N folders; the new span goes to DIR/span-<newest+1>",

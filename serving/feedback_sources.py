@@ -9,11 +9,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data import prepare
+from data import prepare, spans
 from data.checks import SNIFF_BYTES, ExportError, nul_problem
 from models import features
 from serving import request_log
@@ -96,7 +95,8 @@ class LogFile:
         mode = connection.execute(
             "SELECT value FROM log_info WHERE key = 'log_features'"
         ).fetchone()
-        return cls(str(path.resolve()), count, int(without), first, last, since, until, mode[0])
+        setting = mode[0] if mode else "all"  # a log just rotated may not have it yet
+        return cls(str(path.resolve()), count, int(without), first, last, since, until, setting)
 
 
 def logged_features_setting(path: Path) -> str:
@@ -122,75 +122,81 @@ class Outcomes:
     rows: int = 0
     without_complaint_id: int = 0
     without_label: int = 0
+    unreadable: dict[str, int] = field(default_factory=dict)  # export rows data.prepare dropped
     labels: dict[str, int] = field(default_factory=dict)
     # Feature columns by complaint id, kept only when asked: for requests logged without them.
     features: dict[str, dict] = field(default_factory=dict)
+    _where: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def add(self, row: dict, where: str, keep_features: bool) -> None:
+        """One outcome row; a second, different outcome for a complaint stops the run."""
+        self.rows += 1
+        complaint_id = spans.normalize_id(str(row.get(features.ID_KEY) or ""))
+        label_value = row.get(features.LABEL_KEY)  # an int 0 from data.prepare is an outcome
+        text = "" if label_value is None else str(label_value).strip()
+        if not complaint_id:
+            self.without_complaint_id += 1
+            return
+        if not text:  # not known yet: its requests wait for a later outcomes file
+            self.without_label += 1
+            return
+        label = features.integer_label(text)
+        if label not in (0, 1):
+            raise FeedbackError(f"{where}: {features.LABEL_KEY} is {text!r}; use 1 or 0")
+        earlier = self.labels.setdefault(complaint_id, label)
+        if earlier != label:
+            raise FeedbackError(
+                f"complaint {complaint_id} has outcome {earlier} at {self._where[complaint_id]} "
+                f"and {label} at {where}; correct the file, feedback does not pick one"
+            )
+        self._where.setdefault(complaint_id, where)
+        if keep_features:
+            self.features[complaint_id] = {
+                k: row[k] for k in features.RAW_FEATURE_KEYS if row.get(k)
+            }
+
+
+class _EveryRow:
+    """data.prepare keeps the first row of a repeated complaint; feedback must see them all,
+    to stop on a contradiction."""
+
+    def add(self, complaint_id: str) -> bool:
+        return True
 
 
 def read_outcomes(path: Path, keep_features: bool = False) -> Outcomes:
     if not path.is_file():
         raise FeedbackError(f"outcomes file {path} does not exist or is not a file")
-    with open(path, "rb") as handle:
-        problem = nul_problem(handle.read(SNIFF_BYTES))
-    if problem:
-        raise FeedbackError(f"outcomes {path} {problem}")
     try:
+        with open(path, "rb") as handle:
+            problem = nul_problem(handle.read(SNIFF_BYTES))
+        if problem:
+            raise FeedbackError(f"outcomes {path} {problem}")
         with open(path, newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise FeedbackError(f"outcomes {path} is not a UTF-8 CSV ({error})") from None
-    outcomes = Outcomes(str(path.resolve()), sha256_of(path), "prepared")
-    if RAW_ID in header and RAW_LABEL in header:
-        outcomes.kind = "cfpb-export"
-        with tempfile.TemporaryDirectory() as scratch:
-            prepared = Path(scratch) / "outcomes.csv"
-            try:
-                report = prepare.prepare_cfpb_exports([path], prepared)
-            except ExportError as error:
-                raise FeedbackError(f"outcomes {path}: {error}") from None
-            outcomes.without_label = sum(report.dropped.values())
-            _read_prepared(prepared, outcomes, path, keep_features)
-        return outcomes
-    if features.ID_KEY in header and features.LABEL_KEY in header:
-        _read_prepared(path, outcomes, path, keep_features)
-        return outcomes
-    raise FeedbackError(
-        f"outcomes {path}: the header needs {features.ID_KEY} and {features.LABEL_KEY} (a prepared "
-        f"CSV) or {RAW_ID!r} and {RAW_LABEL!r} (a CFPB export); it has {', '.join(header[:8])}"
-    )
-
-
-def _read_prepared(path: Path, outcomes: Outcomes, origin: Path, keep_features: bool) -> None:
-    where: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            outcomes.rows += 1
-            complaint_id = prepare.normalize_complaint_id((row[features.ID_KEY] or "").strip())
-            text = (row[features.LABEL_KEY] or "").strip()
-            if not complaint_id:
-                outcomes.without_complaint_id += 1
-                continue
-            if not text:  # not known yet: its requests wait for a later outcomes file
-                outcomes.without_label += 1
-                continue
-            label = features.integer_label(text)
-            if label not in (0, 1):
-                raise FeedbackError(
-                    f"{origin}, line {line}: {features.LABEL_KEY} is {text!r}; use 1 or 0"
-                )
-            earlier = outcomes.labels.setdefault(complaint_id, label)
-            if earlier != label:
-                raise FeedbackError(
-                    f"{origin}: complaint {complaint_id} has outcome {earlier} on line "
-                    f"{where[complaint_id]} and {label} on line {line}; correct the file, "
-                    "feedback does not pick one"
-                )
-            where.setdefault(complaint_id, line)
-            if keep_features:
-                outcomes.features[complaint_id] = {
-                    k: row[k] for k in features.RAW_FEATURE_KEYS if row.get(k)
-                }
+        outcomes = Outcomes(str(path.resolve()), sha256_of(path), "prepared")
+        if RAW_ID in header and RAW_LABEL in header:
+            outcomes.kind = "cfpb-export"
+            report = prepare.PrepareReport()
+            for number, row in enumerate(prepare.canonical_rows(path, report, _EveryRow()), 1):
+                outcomes.add(row, f"{path}, labelled row {number}", keep_features)
+            outcomes.unreadable = dict(report.dropped)
+        elif features.ID_KEY in header and features.LABEL_KEY in header:
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                for line, row in enumerate(csv.DictReader(handle), start=2):
+                    outcomes.add(row, f"{path}, line {line}", keep_features)
+        else:
+            raise FeedbackError(
+                f"outcomes {path}: the header needs {features.ID_KEY} and {features.LABEL_KEY} "
+                f"(a prepared CSV) or {RAW_ID!r} and {RAW_LABEL!r} (a CFPB export); it has "
+                + ", ".join(header[:8])
+            )
+    except ExportError as error:
+        raise FeedbackError(f"outcomes {path}: {error}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise FeedbackError(f"outcomes {path} cannot be read: {error}") from None
     if outcomes.rows and outcomes.without_complaint_id == outcomes.rows:
-        raise FeedbackError(f"outcomes {origin}: no row has a complaint id to join requests on")
+        raise FeedbackError(f"outcomes {path}: no row has a complaint id to join requests on")
     if not outcomes.labels:
-        raise FeedbackError(f"outcomes {origin}: no row has both a complaint id and an outcome")
+        raise FeedbackError(f"outcomes {path}: no row has both a complaint id and an outcome")
+    return outcomes

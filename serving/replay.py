@@ -6,8 +6,8 @@
 Each row is sent as the server's feature objects, complaint_id included, so the request log
 holds what the feedback loop joins on. --outcomes-out writes the rows' known labels as an
 outcomes file (complaint_id, consumer_disputed): in production those arrive weeks later; here
-they stand in for them. --new-ids gives every replayed complaint a fresh id (900000000 + its
-own), so rows of the data a model was trained on come back as new complaints.
+they stand in for them. Rows without a complaint_id are skipped, unless --new-ids gives every
+row a fresh id (900000000 + its row number), as new complaints.
 """
 
 from __future__ import annotations
@@ -34,15 +34,22 @@ def load_rows(path: Path, limit: int | None, seed: int, new_ids: bool) -> list[d
         missing = {features.ID_KEY, features.LABEL_KEY} - set(reader.fieldnames or [])
         if missing:
             raise ValueError(f"{path} lacks {', '.join(sorted(missing))}: use a prepared CSV")
-        rows = [row for row in reader if row[features.ID_KEY].isdigit()]
-    if not rows:
-        raise ValueError(f"{path} has no row with a complaint_id to replay")
-    if limit is not None and limit < len(rows):
-        rows = random.Random(seed).sample(rows, limit)
-    if new_ids:
-        for row in rows:
-            row[features.ID_KEY] = str(NEW_ID_OFFSET + int(row[features.ID_KEY]))
-    return rows
+        rows = list(reader)
+    if new_ids:  # every row a new complaint, numbered in file order
+        for number, row in enumerate(rows, start=1):
+            row[features.ID_KEY] = str(NEW_ID_OFFSET + number)
+    with_ids = [row for row in rows if row[features.ID_KEY].isdigit()]
+    if len(with_ids) < len(rows):
+        print(
+            f"{len(rows) - len(with_ids):,} rows without a complaint_id are not replayed "
+            "(--new-ids numbers every row)",
+            file=sys.stderr,
+        )
+    if not with_ids:
+        raise ValueError(f"{path} has no row with a complaint_id to replay (try --new-ids)")
+    if limit is not None and limit < len(with_ids):
+        with_ids = random.Random(seed).sample(with_ids, limit)
+    return with_ids
 
 
 def replay(url: str, rows: list[dict]) -> int:
@@ -80,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--limit", type=int, help="replay this many rows, drawn at random")
     parser.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
-    parser.add_argument("--new-ids", action="store_true", help="replay as new complaints")
+    parser.add_argument(
+        "--new-ids", action="store_true", help="number every row as a new complaint"
+    )
     parser.add_argument("--outcomes-out", type=Path, help="write the rows' outcomes here")
     args = parser.parse_args(argv)
     started = time.perf_counter()

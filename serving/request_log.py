@@ -259,7 +259,7 @@ class RequestLog:
             if name.startswith("requests-") and name.endswith(".sqlite")
         )
         for name in rotated[: max(0, len(rotated) - self._keep)]:
-            for suffix in ("", "-wal"):
+            for suffix in ("", "-wal", "-shm"):  # a reader (serving.feedback) may leave a -shm
                 if os.path.exists(os.path.join(self.directory, name + suffix)):
                     os.remove(os.path.join(self.directory, name + suffix))
         log.info("request log rotated at %d bytes", self._max_bytes)

@@ -248,3 +248,94 @@ def test_an_existing_span_is_never_rewritten(tmp_path, served, capsys):
     assert run(tmp_path, tmp_path / "log", outcomes_file(served, tmp_path / "o.csv")) == 0
     assert len(span_rows(tmp_path / "data" / "span-4")) == len(served) - 1
     shutil.rmtree(tmp_path / "data")
+
+
+def test_ids_spelled_differently_in_log_outcomes_and_spans_are_one_complaint(tmp_path, capsys):
+    rows = [r for r in bundled_rows(every=50) if r[features.ID_KEY]][:3]
+    spelled = [" 1234", "5678.0", "0042"]
+    log_requests(
+        tmp_path / "log", [{**r, features.ID_KEY: i} for r, i in zip(rows, spelled, strict=True)]
+    )
+    outcomes = outcomes_file(
+        [{**r, features.ID_KEY: i} for r, i in zip(rows, ["1234", "5678", "42"], strict=True)],
+        tmp_path / "o.csv",
+    )
+    assert run(tmp_path, tmp_path / "log", outcomes) == 0
+    written = span_rows(tmp_path / "data" / "span-1")
+    assert [r[features.ID_KEY] for r in written] == ["1234", "5678", "42"]
+    # A span saved by a spreadsheet (BOM, "42.0") still holds complaint 42: not written again,
+    # and a different outcome for it is a contradiction.
+    span = tmp_path / "data" / "span-1" / spans.SPAN_CSV
+    text = span.read_text(encoding="utf-8").replace("\n42,", "\n42.0,")
+    span.write_text("\ufeff" + text, encoding="utf-8")
+    flipped = {
+        features.ID_KEY: "42",
+        features.LABEL_KEY: str(1 - int(written[2]["consumer_disputed"])),
+    }
+    assert run(tmp_path, tmp_path / "log", write_rows([flipped], tmp_path / "f.csv")) == 2
+    assert "does not overwrite a span's label" in capsys.readouterr().err
+
+
+def raw_export(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """A CFPB export's header and rows (complaint id, date, disputed?)."""
+    header = [*prepare.REQUIRED_CFPB_COLUMNS, "Complaint ID"]
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        for complaint_id, date, disputed in rows:
+            values = {"Date received": date, "Consumer disputed?": disputed}
+            values["Complaint ID"] = complaint_id
+            writer.writerow([values.get(name, "x") for name in header])
+    return path
+
+
+def test_a_raw_export_that_contradicts_itself_stops_the_run(tmp_path, served, capsys):
+    complaint = served[0][features.ID_KEY]
+    export = raw_export(
+        tmp_path / "export.csv", [(complaint, "2016-03-03", "Yes"), (complaint, "2016-03-04", "No")]
+    )
+    assert run(tmp_path, tmp_path / "log", export) == 2
+    assert "does not pick one" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "span-1").exists()
+
+
+def test_a_nul_in_a_logged_narrative_does_not_block_the_loop(tmp_path):
+    row = next(r for r in bundled_rows(every=50) if r[features.ID_KEY])
+    log_requests(tmp_path / "log", [{**row, features.TEXT_KEY: "before\x00after"}])
+    assert run(tmp_path, tmp_path / "log", outcomes_file([row], tmp_path / "o.csv")) == 0
+    (written,) = span_rows(tmp_path / "data" / "span-1")
+    assert written[features.TEXT_KEY] == "beforeafter"
+
+
+def latin1_after_the_head(tmp_path: Path) -> Path:
+    rows = [{features.ID_KEY: str(i), features.LABEL_KEY: "1"} for i in range(2000)]
+    path = write_rows(rows, tmp_path / "o.csv")
+    path.write_bytes(path.read_bytes() + b"99,caf\xe9\n")  # not UTF-8, past the 8 KB head
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_outcomes, extra, message",
+    [
+        (latin1_after_the_head, [], "cannot be read"),
+        (None, ["--span", "0"], "span numbers start at 1"),
+        (None, ["--data-dir", "gs://bucket/data"], "write spans to a local folder"),
+    ],
+)
+def test_more_bad_input_gets_one_line(tmp_path, served, capsys, make_outcomes, extra, message):
+    outcomes = (
+        make_outcomes(tmp_path) if make_outcomes else outcomes_file(served, tmp_path / "o.csv")
+    )
+    assert run(tmp_path, tmp_path / "log", outcomes, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_span_older_than_the_newest_is_refused(tmp_path, served, capsys):
+    write_rows(served[:1], tmp_path / "data" / "span-5" / "complaints.csv")
+    assert (
+        run(tmp_path, tmp_path / "log", outcomes_file(served, tmp_path / "o.csv"), "--span", "2")
+        == 2
+    )
+    assert "would never read it" in capsys.readouterr().err
+    assert sorted(spans.span_folders(tmp_path / "data")) == [5]
