@@ -10,7 +10,8 @@ DAG `cfpb-continuous-training`, on a schedule (CFPB_CT_SCHEDULE, default @hourly
                        (python -m runners.beam_runner --span N): Transform, Tuner, Trainer,
                        Evaluator against the last blessed model, Pusher only if blessed
     monitor_traffic    optional (CFPB_MONITOR_REQUEST_LOG set): python -m serving.monitor on the
-                       served requests; its alert (exit 1) fails the task, which is the alert
+                       last day of served requests, a page under OUTPUT_DIR/monitor/; its alert
+                       (exit 1) fails the task, which is the alert; "cannot judge" skips it
 
 The pipeline runs as one task rather than one task per component (runners/airflow_runner.py):
 each Airflow task process pays TensorFlow's and TFX's imports (30-60 s here), so nine tasks
@@ -108,11 +109,18 @@ def build_dag() -> DAG:
         wait >> train
         request_log = setting("monitor_request_log")
         if request_log:
+            watch = ["--request-log", request_log, "--output-dir", settings.output_dir]
+            if settings.mysql_host:  # the served model's lineage is in the same MLMD
+                watch += ["--mysql-host", settings.mysql_host, "--mysql-port"]
+                watch += [str(settings.mysql_port), "--mysql-database", settings.mysql_database]
+                watch += ["--mysql-user", settings.mysql_user]
+            watch += ["--html", f"{settings.output_dir}/monitor/traffic-{{{{ ts_nodash }}}}.html"]
             BashOperator(
                 task_id="monitor_traffic",
-                bash_command=f"{python} -m serving.monitor --request-log "
-                + shlex.quote(request_log),
+                # The last day of traffic against the served model's training data.
+                bash_command=f"{python} -m serving.monitor " + shlex.join(watch),
                 retries=0,  # an alert is an answer, not a failure to retry
+                skip_on_exit_code=2,  # cannot judge (too little traffic): skipped, not an alert
             )
     return dag
 

@@ -58,6 +58,8 @@ def test_monitoring_is_a_task_when_a_request_log_is_named(tmp_path):
     found = show_dag(tmp_path, CFPB_MONITOR_REQUEST_LOG=str(tmp_path / "log"))
     monitor = found["tasks"]["monitor_traffic"]
     assert monitor["retries"] == 0 and "-m serving.monitor" in monitor["command"]
+    assert f"--request-log {tmp_path / 'log'} --output-dir {tmp_path / 'out'}" in monitor["command"]
+    assert "traffic-{{ ts_nodash }}.html" in monitor["command"]
 
 
 PENDING = """
