@@ -30,6 +30,7 @@ from data import spans
 from models import features
 from pipeline.config import PROJECT_ROOT
 from runners.airflow_training_dag import DAG_ID
+from serving import request_log
 
 AIRFLOW = [str(PROJECT_ROOT / "scripts" / "airflow.sh")]  # the README's documented command
 PUSH_ALWAYS = ["--max-auc-drop", "1.0"]  # any blessed model replaces the last one
@@ -172,7 +173,9 @@ def test_served_outcomes_retrain_push_and_swap_under_a_real_scheduler(scheduler,
     try:
         first_version = serving_version(server)
         # 3-5. Replay complaints, their outcomes arrive (30 still unknown), feedback writes span 2.
+        before = mark()
         replay(server, served)
+        replayed = (before, mark())
         known = outcomes(served[:-30], tmp_path / "outcomes.csv")
         assert "wrote" in feedback(server, known, data)
         assert "nothing new" in feedback(server, known, data)  # a rerun writes nothing
@@ -211,6 +214,10 @@ def test_served_outcomes_retrain_push_and_swap_under_a_real_scheduler(scheduler,
 
         assert pending_span(env) is None  # span 2 is read: the next runs wait
 
+        # 10. The monitor on the replayed traffic: like span 1's training data, so healthy.
+        report = monitor(out, server, *replayed)
+        assert report.returncode == 0 and f"version {first_version}" in report.stdout, report
+
         # Refusals. A model below the bar (a minimum AUC no model reaches) is not pushed, and
         # the server keeps the version it has.
         below = pipeline(data, out, "--min-auc", "0.999")
@@ -224,7 +231,10 @@ def test_served_outcomes_retrain_push_and_swap_under_a_real_scheduler(scheduler,
         tool = [sys.executable, "-m", "serving.replay", "--url", server.url, "--rows"]
         drift = tmp_path / "drift-outcomes.csv"
         tool += [str(write_rows(one_product, tmp_path / "drift.csv")), "--outcomes-out", str(drift)]
+        before = mark()
         assert subprocess.run(tool, capture_output=True).returncode == 0
+        report = monitor(out, server, before, mark())  # the monitor sees it first
+        assert report.returncode == 1 and "ALERT skew: product" in report.stdout, report
         assert "wrote" in feedback(server, drift, data)
         assert pending_span(env) == 3
         refused = pipeline(data, out, *PUSH_ALWAYS)
@@ -233,6 +243,20 @@ def test_served_outcomes_retrain_push_and_swap_under_a_real_scheduler(scheduler,
         assert serving_version(server) == new_version
     finally:
         assert server.stop() == 0
+
+
+def mark() -> str:
+    """Now, as the request log writes times (milliseconds), between two requests."""
+    time.sleep(0.01)
+    moment = request_log.iso(time.time())
+    time.sleep(0.01)
+    return moment
+
+
+def monitor(output_dir: Path, server: ServerProcess, since: str, until: str):
+    command = [sys.executable, "-m", "serving.monitor", "--output-dir", str(output_dir)]
+    command += ["--request-log", str(server.request_log.parent), "--since", since, "--until", until]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
 def pending_span(env: dict) -> int | None:
