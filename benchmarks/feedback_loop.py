@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +25,6 @@ import time
 from pathlib import Path
 
 import orjson
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -103,7 +103,7 @@ def join_benchmark(count: int, scratch: Path) -> list:
     result = feedback.run_feedback(log, outcomes, scratch / "data")
     seconds = time.perf_counter() - started
     size = (log / request_log.FILE_NAME).stat().st_size / 2**20
-    peak = psutil.Process().memory_info().rss / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
     return [
         f"{count:,}",
         f"{size:,.0f}",
