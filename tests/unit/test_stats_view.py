@@ -130,7 +130,9 @@ def test_load_reads_every_split_train_first_and_plots_them(statistics, tmp_path)
     for split in ("eval", "train"):
         (tmp_path / f"Split-{split}").mkdir()
         # As StatisticsGen writes it: the serialized DatasetFeatureStatisticsList.
-        (tmp_path / f"Split-{split}" / "FeatureStats.pb").write_bytes(statistics.SerializeToString())
+        (tmp_path / f"Split-{split}" / "FeatureStats.pb").write_bytes(
+            statistics.SerializeToString()
+        )
     summaries = stats_view.load(str(tmp_path))
     assert [s.split for s in summaries] == ["train", "eval"]
 
