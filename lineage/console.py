@@ -51,6 +51,10 @@ def quiet() -> None:
     # Libraries' notices about their own dependencies (google.api_core on Python 3.10...).
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
+    # TFMA divides by zero computing AUC of a one-class slice (shown as undefined instead).
+    warnings.filterwarnings(
+        "ignore", "invalid value encountered", RuntimeWarning, "tensorflow_model_analysis"
+    )
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))

@@ -113,6 +113,7 @@ def plot_auc(view: SliceView, overall_auc: float, ax, top: int = 10) -> None:
             )
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlim(0, 1.1)
+    ax.set_ylim(-0.5, max(len(rows), 4) - 0.5)  # a lone slice stays a bar, not a block
     ax.axvline(overall_auc, color="black", linestyle="--", label=f"overall {overall_auc:.3f}")
     ax.legend(loc="lower right")
     ax.set_title(f"AUC by {view.feature}: slices with {view.min_examples}+ eval examples (count)")

@@ -131,36 +131,46 @@ def _value(text: str) -> str:
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
 
+def _td(content: str, align: str = "left", title: str = "") -> str:
+    # Inline styles: notebook front ends right-align cells and may drop <style> blocks.
+    style = f"text-align:{align};padding:2px 8px;vertical-align:top"
+    title_attribute = f' title="{html.escape(title)}"' if title else ""
+    return f'<td style="{style}"{title_attribute}>{content}</td>'
+
+
 def _percent_cell(count: int | None, total: int) -> str:
     if count is None:
-        return '<td title="not among the values TFDV lists">?</td>'
+        return _td("?", "right", "not among the values TFDV lists")
     share = count / max(total, 1)
     bar = (
-        f'<div style="background:#d9534f;height:6px;width:{share * 100:.1f}%;'
+        f'<div style="background:#d9534f;height:4px;width:{share * 100:.1f}%;'
         f'min-width:{1 if count else 0}px"></div>'
     )
-    return f'<td style="min-width:6em">{share:.1%}{bar}</td>'
+    return _td(f"{share:.1%}{bar}", "right")
 
 
 def table_html(summary: SplitSummary) -> str:
     """One split's features as an HTML table, one row per feature (data-feature=name)."""
-    cell = 'style="text-align:left;padding:2px 8px;border-bottom:1px solid #ddd"'
-    headers = ["feature", "type", "missing", "empty", "unique", "top values (count)"]
-    headers += ["min", "mean", "max"]
+    headers = {"feature": "left", "type": "left", "missing": "right", "empty": "right"}
+    headers |= {"unique": "right", "top values (count)": "left"}
+    headers |= {"min": "right", "mean": "right", "max": "right"}
     rows = []
     for f in summary.features:
         tops = "; ".join(f"{html.escape(_value(v))} ({n:,})" for v, n in f.top_values)
         cells = [
-            f"<td><b>{html.escape(f.name)}</b></td>",
-            f"<td>{f.kind}</td>",
+            _td(f"<b>{html.escape(f.name)}</b>"),
+            _td(f.kind),
             _percent_cell(f.missing, summary.num_examples),
             _percent_cell(f.empty, summary.num_examples),
-            f"<td>{'' if f.unique is None else f'{f.unique:,}'}</td>",
-            f"<td>{tops}</td>",
-            *(f"<td>{_number(v, f.kind)}</td>" for v in (f.minimum, f.mean, f.maximum)),
+            _td("" if f.unique is None else f"{f.unique:,}", "right"),
+            _td(tops),
+            *(_td(_number(v, f.kind), "right") for v in (f.minimum, f.mean, f.maximum)),
         ]
         rows.append(f'<tr data-feature="{html.escape(f.name)}">' + "".join(cells) + "</tr>")
-    head = "".join(f"<th {cell}>{h}</th>" for h in headers)
+    head = "".join(
+        f'<th style="text-align:{align};padding:2px 8px;border-bottom:1px solid #999">{name}</th>'
+        for name, align in headers.items()
+    )
     return (
         f'<table class="{TABLE_CLASS}" data-split="{html.escape(summary.split)}" '
         'style="border-collapse:collapse;font-size:12px">'
