@@ -9,12 +9,14 @@ with one class has no AUC (NaN), whatever TFMA stored.
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 
 from pipeline.config import MIN_SLICE_EXAMPLES
 
 EVAL_SPLIT = "eval"  # the split the Evaluator reads (its default)
 UNDEFINED = "undefined: one class"
+HIDDEN_LINE_CHARS = 80  # the hidden slices' list under the chart wraps to the plot's width
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def plot_auc(view: SliceView, overall_auc: float, ax, top: int = 10) -> None:
                 bar.get_y() + bar.get_height() / 2,
                 f"{row['auc']:.3f}",
                 va="center",
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},  # over the overall line
+                zorder=4,
             )
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlim(0, 1.1)
@@ -126,10 +130,4 @@ def plot_auc(view: SliceView, overall_auc: float, ax, top: int = 10) -> None:
             va="center",
             transform=ax.transAxes,
         )
-    ax.set_xlabel("\n".join(_wrap(view.hidden_text(), 110)))
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
-    return textwrap.wrap(text, width)
+    ax.set_xlabel(textwrap.fill(view.hidden_text(), HIDDEN_LINE_CHARS))
