@@ -1,21 +1,50 @@
-"""The interactive notebook, executed top to bottom by a real Jupyter kernel on a small sample."""
+"""The interactive notebook, executed top to bottom by a real Jupyter kernel on a small sample,
+then exported to HTML and opened offline in headless Chromium, as a person would see it."""
 
 from __future__ import annotations
 
+import math
+import re
+import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
-from pipeline.config import PROJECT_ROOT
+from lineage import slice_view, stats_view
+from models import features
+from pipeline.config import MIN_SLICE_EXAMPLES, PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "interactive_pipeline.ipynb"
+SAMPLE_ROWS = 2000  # eval split ~500: the largest product slice (Mortgage) has 100+
+STATISTICS_SECTION = "## ExampleGen and StatisticsGen"
+EVALUATOR_SECTION = "## Evaluator"
+# Lines the notebook used to bury its outputs in (issue 16); none may reach a stream output.
+NOISE = (
+    "tensorflow_decision_forests is not available",
+    "Assets written to",
+    "Interactive Beam",
+    "python-snappy",
+    "is deprecated",
+    "Epoch 1/",
+    "INFO:",
+    "invalid value encountered",
+)
+# Marks the browser's layout on the page: rendered height of each statistics table, decoded
+# width of each image. Chromium runs it when the page loads; --dump-dom shows the result.
+LAYOUT_PROBE = f"""<script>
+for (const t of document.querySelectorAll("table.{stats_view.TABLE_CLASS}"))
+  t.setAttribute("data-rendered-height", Math.round(t.getBoundingClientRect().height));
+for (const i of document.querySelectorAll("img"))
+  i.setAttribute("data-natural-width", i.naturalWidth);
+</script>"""
 
 
 def small_parameters(output_dir: Path) -> str:
     return "\n".join(
         [
-            "SAMPLE_ROWS = 1200",
+            f"SAMPLE_ROWS = {SAMPLE_ROWS}",
             "TRAIN_STEPS = 20",
             "EVAL_STEPS = 4",
             "TUNER_TRIALS = 1",
@@ -34,7 +63,63 @@ def cell_text(cell) -> str:
     return "".join(parts)
 
 
-def test_notebook_runs_and_finds_the_lineage(tmp_path):
+def section(notebook, heading: str) -> list:
+    """The code cells under a markdown heading, up to the next heading of the same level."""
+    level = heading.split(" ")[0] + " "
+    start = next(
+        i
+        for i, c in enumerate(notebook.cells)
+        if c.cell_type == "markdown" and c.source.startswith(heading)
+    )
+    cells = []
+    for cell in notebook.cells[start + 1 :]:
+        if cell.cell_type == "markdown" and cell.source.startswith(level):
+            break
+        if cell.cell_type == "code":
+            cells.append(cell)
+    return cells
+
+
+def outputs(cells, mime: str) -> list[str]:
+    return [
+        o["data"][mime] for c in cells for o in c.get("outputs", []) if mime in o.get("data", {})
+    ]
+
+
+class Tables(HTMLParser):
+    """Every table's attributes and body rows (cell texts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[tuple[dict, list[list[str]]]] = []
+        self._in_body = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append((dict(attrs), []))
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.tables[-1][1].append([])
+        elif tag in ("td", "th") and self._in_body:
+            self.tables[-1][1][-1].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self._in_body = False
+
+    def handle_data(self, data):
+        if self._in_body and self.tables and self.tables[-1][1] and self.tables[-1][1][-1]:
+            self.tables[-1][1][-1][-1] += data
+
+
+def tables(html: str) -> list[tuple[dict, list[list[str]]]]:
+    parser = Tables()
+    parser.feed(html)
+    return parser.tables
+
+
+def test_notebook_runs_and_shows_its_results_offline(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     committed_outputs = [cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"]
     assert not any(committed_outputs), "commit the notebook without outputs"
@@ -51,11 +136,88 @@ def test_notebook_runs_and_finds_the_lineage(tmp_path):
 
     versions = list((tmp_path / "serving_model").iterdir())
     assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
-    text = "\n".join(cell_text(cell) for cell in notebook.cells if cell.cell_type == "code")
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    text = "\n".join(cell_text(cell) for cell in code_cells)
     assert "Blessed: True" in text
     assert f"trained from input data: {tmp_path / 'data'}" in text
-    assert "1,200 complaints" in text
-    images = [
-        o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    assert f"{SAMPLE_ROWS:,} complaints" in text
+
+    # Outputs, not log noise: no chatter line in any stream; Keras epochs stay out of sight.
+    streams = "".join(o.get("text", "") for c in code_cells for o in c.get("outputs", []))
+    for noise in NOISE:
+        assert noise not in streams, f"{noise!r} in the notebook's stream outputs"
+    assert (tmp_path / "tuner.log").read_text().count("Trial 1 Complete") == 1
+
+    # Statistics: a table with one row per column of the data, numbers in it, and two charts.
+    statistics = section(notebook, STATISTICS_SECTION)
+    feature_tables = [
+        t
+        for html in outputs(statistics, "text/html")
+        for t in tables(html)
+        if t[0].get("class") == stats_view.TABLE_CLASS
     ]
-    assert len(images) >= 3  # label balance, training curves, AUC by product
+    assert len(feature_tables) == 1, "the statistics section has no feature table (offline view)"
+    ((attributes, rows),) = feature_tables
+    assert attributes["data-split"] == "train"
+    by_feature = {row[0]: row for row in rows}
+    assert set(by_feature) == set(features.CANONICAL_COLUMNS)
+    assert by_feature["product"][5].startswith("Mortgage (")  # top value, with its count
+    assert by_feature[features.LABEL_KEY][6:] == ["0", by_feature[features.LABEL_KEY][7], "1"]
+    assert float(by_feature[features.TEXT_KEY][3].rstrip("%")) > 0  # empty narratives shown
+    assert len(outputs(statistics, "image/png")) == 1  # the charts: blank share, distinct values
+
+    # AUC by product: slices under MIN_SLICE_EXAMPLES hidden and named; no AUC drawn as 0.
+    evaluator = section(notebook, EVALUATOR_SECTION)
+    hidden = re.search(
+        r"Hidden, fewer than (\d+) eval examples \((\d+) product slices\): (.*)", text
+    )
+    assert hidden and int(hidden[1]) == MIN_SLICE_EXAMPLES
+    hidden_counts = [int(n) for n in re.findall(r"\((\d+)\)(?:, |$)", hidden[3])]
+    assert len(hidden_counts) == int(hidden[2]) > 0
+    assert all(n < MIN_SLICE_EXAMPLES for n in hidden_counts)
+    ((_, shown),) = [t for html in outputs(evaluator, "text/html") for t in tables(html)]
+    assert shown, "no product slice shown: the sample is too small for MIN_SLICE_EXAMPLES"
+    for _, value, examples, positives, auc, note in shown:
+        assert int(examples) >= MIN_SLICE_EXAMPLES and value not in hidden[3]
+        one_class = int(float(positives)) in (0, int(examples))
+        assert math.isnan(float(auc)) == one_class and (note == slice_view.UNDEFINED) == one_class
+        assert one_class or float(auc) > 0
+    images = outputs(code_cells, "image/png")
+    assert len(images) >= 4  # label balance, statistics, training curves, AUC by product
+
+    # As a person sees it: the exported HTML opened offline in Chromium.
+    from nbconvert import HTMLExporter
+
+    page, _ = HTMLExporter().from_notebook_node(notebook)
+    assert page.count("</body>") == 1
+    html_file = tmp_path / "notebook.html"
+    html_file.write_text(page.replace("</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    dom = browser_dom(html_file)
+    ((attributes, rows),) = [t for t in tables(dom) if t[0].get("class") == stats_view.TABLE_CLASS]
+    assert {row[0] for row in rows} == set(features.CANONICAL_COLUMNS)
+    assert int(attributes["data-rendered-height"]) > 20 * len(rows)
+    widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
+    assert len(widths) == len(images) and min(widths) > 100  # every chart decoded and drawn
+
+
+def browser_dom(html_file: Path) -> str:
+    """The page's DOM after headless Chromium loaded it with no network (names resolve
+    nowhere, the proxy is a closed port), so only what is inline can render."""
+    done = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=127.0.0.1:9",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            html_file.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
