@@ -146,6 +146,7 @@ def main() -> None:
             "AIRFLOW_HOME": str(scratch / "home"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
             "AIRFLOW__CORE__PARALLELISM": "2",
             "CFPB_CT_SCHEDULE": "* * * * *",
             "CFPB_CT_POKE_SECONDS": "10",
