@@ -65,7 +65,7 @@ def parse_times(env: dict) -> list[list]:
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.split()
+        ).stdout.splitlines()[-1].split()  # Airflow logs to stdout too
         rows.append([dag_id, f"{float(out[0]):.1f}", f"{float(out[1]):.1f}"])
     return rows
 
