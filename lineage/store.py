@@ -343,10 +343,17 @@ def newest_ingested_span(store: mlmd.MetadataStore, pipeline_name: str) -> int |
     if pipeline is None:
         return None
     spans = [
-        item.properties["span"].int_value
+        _span(item)
         for item in store.get_artifacts_by_context(pipeline.id)
         if item.state == metadata_store_pb2.Artifact.LIVE
-        and "span" in item.properties
         and artifact_type(store, item) == "Examples"
     ]
-    return max(spans, default=None)
+    return max((span for span in spans if span is not None), default=None)
+
+
+def _span(item: metadata_store_pb2.Artifact) -> int | None:
+    """An Examples artifact's span: TFX 1.16 records it as a custom property."""
+    for properties in (item.custom_properties, item.properties):
+        if "span" in properties:
+            return properties["span"].int_value
+    return None

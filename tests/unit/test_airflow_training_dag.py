@@ -75,9 +75,9 @@ pipeline_type = store.put_context_type(pb.ContextType(name="pipeline"))
 examples_type = store.put_artifact_type(
     pb.ArtifactType(name="Examples", properties={"span": pb.INT})
 )
-for span in (1, 3):  # ExampleGen reads span 1, then span 3
+for span in (1, 3):  # ExampleGen reads span 1, then span 3; TFX 1.16 records it thus:
     artifact = pb.Artifact(type_id=examples_type, state=pb.Artifact.LIVE)
-    artifact.properties["span"].int_value = span
+    artifact.custom_properties["span"].int_value = span
     [artifact_id] = store.put_artifacts([artifact])
     store.put_attributions_and_associations(
         [pb.Attribution(artifact_id=artifact_id, context_id=context_id)], []
