@@ -59,13 +59,17 @@ DAG_FILES = {
 def parse_times(env: dict) -> list[list]:
     rows = []
     for dag_id, name in DAG_FILES.items():
-        out = subprocess.run(
-            [sys.executable, "-c", PARSE, str(ROOT / "runners" / name)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()[-1].split()  # Airflow logs to stdout too
+        out = (
+            subprocess.run(
+                [sys.executable, "-c", PARSE, str(ROOT / "runners" / name)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.splitlines()[-1]
+            .split()
+        )  # Airflow logs to stdout too
         rows.append([dag_id, f"{float(out[0]):.1f}", f"{float(out[1]):.1f}"])
     return rows
 
@@ -128,9 +132,15 @@ def component_seconds(output_dir: Path) -> dict[str, float]:
     from pipeline.config import PipelineConfig
 
     config = PipelineConfig(output_dir=str(output_dir))
+    if not config.metadata_path.exists():
+        return {}  # the DAG run failed before any component ran: its task states say why
     store = lineage_store.connect(config.metadata_connection_config())
-    run_id = lineage_store.run_ids(store, config.pipeline_name)[-1]
-    return {r.node_id: r.seconds for r in queries.run_summary(store, run_id).executions}
+    runs = lineage_store.run_ids(store, config.pipeline_name)
+    return (
+        {r.node_id: r.seconds for r in queries.run_summary(store, runs[-1]).executions}
+        if runs
+        else {}
+    )
 
 
 def main() -> None:
