@@ -7,6 +7,9 @@ ID_KEY = "complaint_id"
 DATE_KEY = "date_received"
 TEXT_KEY = "consumer_complaint_narrative"
 ZIP_KEY = "zip_code"
+# The CFPB's Tags: "Older American", "Servicemember", both, or "" (none). Used to slice the
+# evaluation for fairness, not as a model input.
+TAGS_KEY = "tags"
 
 # Categorical columns, each turned into a vocabulary by tf.Transform.
 CATEGORICAL_KEYS = (
@@ -32,6 +35,7 @@ CANONICAL_COLUMNS = (
     "company",
     "state",
     ZIP_KEY,
+    TAGS_KEY,
     "submitted_via",
     "company_response",
     "timely_response",
