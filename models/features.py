@@ -54,8 +54,10 @@ DERIVED_CATEGORICAL_KEYS = (ZIP3_KEY, YEAR_KEY, MONTH_KEY)
 # Every feature the model embeds as a category.
 CATEGORY_KEYS = CATEGORICAL_KEYS + DERIVED_CATEGORICAL_KEYS
 
-# The serving signature's output: the probability that the consumer disputes.
+# The serving signature's outputs: the probability that the consumer disputes, and the
+# decision (1: disputed) at the model's decision threshold.
 PREDICTION_KEY = "dispute_probability"
+DECISION_KEY = "disputed"
 
 # Vocabulary sizes and the narrative's token window.
 CATEGORICAL_TOP_K = 500
