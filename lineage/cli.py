@@ -155,6 +155,14 @@ def show_trace(store, args) -> str | dict:
             f"{evaluation['baseline_model_id'] or 'none (first blessed model)'}",
             f"  overall: {metrics}",
         ]
+        if evaluation.get("decision_threshold") is not None:
+            lines.append(f"  decision threshold: {evaluation['decision_threshold']:.4f}")
+        if evaluation.get("fairness"):
+            from lineage import fairness
+
+            report = fairness.FairnessReport(**evaluation["fairness"])
+            lines += ["  " + line for line in fairness.format_report(report).splitlines()]
+            lines += [f"  refused: {reason}" for reason in report.refusals]
     lines += [
         f"Training: {training['train_steps']} steps, eval {training['eval_steps']} steps, "
         f"seed {training.get('seed')}, models/ fingerprint {training.get('code_fingerprint')}",

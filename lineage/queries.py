@@ -202,6 +202,8 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
             "baseline_model_id": baseline[0].id if baseline else None,
             "metrics": artifacts.overall_metrics(evaluation.uri),
             "uri": evaluation.uri,
+            "decision_threshold": custom_property(model, "decision_threshold"),
+            "fairness": _fairness_json(evaluation.uri),
         },
         "pushed": [
             {"id": p.id, "destination": pushed_destination(p)}
@@ -307,3 +309,10 @@ def graph(store: mlmd.MetadataStore) -> dict:
             if e.type in INPUT_EVENTS + OUTPUT_EVENTS
         ],
     }
+
+
+def _fairness_json(evaluation_uri: str) -> dict | None:
+    from lineage import fairness
+
+    report = fairness.load_report(evaluation_uri)
+    return None if report is None else json.loads(report.to_json())
