@@ -94,6 +94,14 @@ def one_line(changes: list[SchemaChange] | None) -> str:
     return "; ".join(map(str, changes)) or "none"
 
 
+def difference_of_uris(inferred_uri: str, curated_uri: str) -> list[SchemaChange]:
+    """The difference between two Schema artifacts (e.g. SchemaGen's and SchemaImporter's
+    outputs in the notebook)."""
+    return schema_difference(
+        artifacts.load_schema(inferred_uri), artifacts.load_schema(curated_uri)
+    )
+
+
 def run_schema_uris(mlmd_store: mlmd.MetadataStore, run_id: str) -> tuple[str | None, str | None]:
     """(SchemaGen's inferred schema, SchemaImporter's curated schema) of a run, by URI."""
     uris: dict[str, str] = {}

@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from lineage.artifacts import load_schema_file
+from lineage.artifacts import load_schema, load_schema_file
 from pipeline.config import BUNDLED_DATA_DIR, SCHEMA_FILE
 
 # Categorical features whose values are a fixed list on the CFPB form (checked as domains).
@@ -121,7 +121,7 @@ def propose_from_run(output_dir: str, current_path: Path) -> tuple[list[str], st
     if inferred_uri is None:
         raise SystemExit(f"error: the latest run in {output_dir} has no SchemaGen output")
     current = load_schema_file(str(current_path))
-    inferred = schema_diff.artifacts.load_schema(inferred_uri)
+    inferred = load_schema(inferred_uri)
     changes = schema_diff.schema_difference(inferred, current)
     proposed = curate(schema_diff.apply_difference(current, inferred, changes))
     return [str(c) for c in changes], as_text(current), as_text(proposed)
