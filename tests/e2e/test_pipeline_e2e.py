@@ -348,8 +348,8 @@ def test_lineage_runs_lists_cached_and_executed_components(runs, capsys):
         "COMPLETE",
         "FAILED",
     ]
-    assert [len(run["executed"]) for run in listed[:3]] == [12, 2, 5]  # resolvers always run
-    assert [len(run["cached"]) for run in listed[:3]] == [0, 10, 7]
+    assert [len(run["executed"]) for run in listed[:3]] == [13, 2, 5]  # resolvers always run
+    assert [len(run["cached"]) for run in listed[:3]] == [0, 11, 8]
     assert listed[0]["pushed_to"] is not None and listed[2]["pushed_to"] is None
     table = lineage_cli(config, "runs", capsys=capsys)
     assert "#3" in table and "INTERRUPTED" in table
