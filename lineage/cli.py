@@ -170,6 +170,12 @@ def show_trace(store, args) -> str | dict:
         + ", ".join(f"{k}={v}" for k, v in training["hyperparameters"].items()),
         f"Transform graph: {found['transform_graph']}",
         f"Schema: {found['schema']}",
+        "  difference (inferred vs curated): "
+        + (
+            "; ".join(found["schema_difference"]) or "none"
+            if found.get("schema_difference") is not None
+            else "not computed"
+        ),
         f"Examples {examples['id']}: {examples['uri']}",
         "  splits: " + ", ".join(f"{k} {v}" for k, v in examples["split_counts"].items()),
         f"Input data: {examples['input_base']}  (sha256 {examples['input_sha256']})",

@@ -209,6 +209,7 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
             {"id": p.id, "destination": pushed_destination(p)}
             for p in model_pushes(store, model.id)
         ],
+        "schema_difference": _schema_difference(store, execution_run_id(store, trainer.id)),
     }
 
 
@@ -316,3 +317,11 @@ def _fairness_json(evaluation_uri: str) -> dict | None:
 
     report = fairness.load_report(evaluation_uri)
     return None if report is None else json.loads(report.to_json())
+
+
+def _schema_difference(store: mlmd.MetadataStore, run_id: str | None) -> list[str] | None:
+    """The training run's inferred-vs-curated schema difference (lineage/schema_diff.py)."""
+    from lineage import schema_diff
+
+    changes = schema_diff.run_difference(store, run_id) if run_id else None
+    return None if changes is None else [str(change) for change in changes]

@@ -376,6 +376,8 @@ def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
     text = lineage_cli(config, "trace", "latest-pushed", capsys=capsys)
     assert f"sha256 {input_file['sha256']}" in text
     assert "decision threshold: " in text and "Fairness (gap: slice minus overall" in text
+    assert found["schema_difference"] == []
+    assert "difference (inferred vs curated): none" in text
 
 
 def test_lineage_uses_lists_the_blessed_and_the_refused_model(runs, capsys):
