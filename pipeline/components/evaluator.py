@@ -85,18 +85,18 @@ def data_record(examples: types.Artifact) -> dict:
     for split in artifacts.split_names(examples.uri):
         files = fileio.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
         rows[split] = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
-    properties = examples.mlmd_artifact.custom_properties
+    files = examples.get_string_custom_property("input_files")  # '' where not recorded
+    try:
+        input_files = json.loads(files) if files else []
+    except ValueError:  # an orchestrator that carried the property in another form
+        input_files = []
     return {
         "examples_uri": examples.uri,
         "examples_id": examples.id,
         "span": examples.span if examples.has_property("span") else 0,
         "rows": rows,
-        "input_sha256": properties["input_sha256"].string_value
-        if "input_sha256" in properties
-        else "",
-        "input_files": json.loads(properties["input_files"].string_value)
-        if "input_files" in properties
-        else [],
+        "input_sha256": examples.get_string_custom_property("input_sha256"),
+        "input_files": input_files,
     }
 
 
