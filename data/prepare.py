@@ -16,7 +16,6 @@ import argparse
 import collections
 import contextlib
 import csv
-import datetime
 import io
 import itertools
 import operator
@@ -36,6 +35,13 @@ from data.checks import (
     output_problem,
     repeated_columns_problem,
 )
+from data.normalize import (  # noqa: F401 (normalize_date, normalize_zip: public here too)
+    DATE_FORMATS,
+    normalize_complaint_id,
+    normalize_date,
+    normalize_zip,
+    parse_label,
+)
 from data.records import Record, RecordReader, has_stray_quote, row_start
 from data.seen_ids import SeenIds
 from models import features
@@ -51,6 +57,7 @@ CFPB_COLUMNS = {
     "Company": "company",
     "State": "state",
     "ZIP code": features.ZIP_KEY,
+    "Tags": features.TAGS_KEY,
     "Submitted via": "submitted_via",
     "Company response to consumer": "company_response",
     "Timely response?": "timely_response",
@@ -63,14 +70,12 @@ OPTIONAL_CFPB_COLUMNS = {
     "Sub-issue",
     "Consumer complaint narrative",
     "Complaint ID",
+    "Tags",
 }
 REQUIRED_CFPB_COLUMNS = [name for name in CFPB_COLUMNS if name not in OPTIONAL_CFPB_COLUMNS]
 # The only column whose values may span lines; a line break elsewhere means rows merged.
 MULTI_LINE_COLUMNS = {"Consumer complaint narrative"}
 
-LABELS = {"yes": 1, "no": 0}
-UNLABELLED = {"", "n/a", "na"}
-DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y")
 PROGRESS_EVERY = 100_000
 
 csv.field_size_limit(sys.maxsize)
@@ -90,39 +95,6 @@ class PrepareReport:
         lines.append(f"rows dropped: {dropped:,}")
         lines += [f"  {reason}: {count:,}" for reason, count in sorted(self.dropped.items())]
         return "\n".join(lines)
-
-
-def normalize_date(value: str) -> str | None:
-    """ISO date from any of the CFPB's date formats, or None if unparseable."""
-    value = value.strip().split("T")[0].split(" ")[0]
-    for date_format in DATE_FORMATS:
-        try:
-            return datetime.datetime.strptime(value, date_format).date().isoformat()
-        except ValueError:
-            continue
-    return None
-
-
-def normalize_zip(value: str) -> str:
-    """Five-character ZIP: leading zeros restored, ZIP+4 cut, masks (124XX) kept."""
-    value = value.strip().upper()
-    if re.fullmatch(r"\d{3,4}", value):
-        return value.zfill(5)
-    if re.fullmatch(r"\d{5}(-\d{4})?", value):
-        return value[:5]
-    if re.fullmatch(r"\d{3}XX", value):
-        return value
-    return ""
-
-
-def parse_label(value: str) -> int | None:
-    """1 for Yes, 0 for No, None for no label; ValueError for anything else."""
-    value = value.strip().lower()
-    if value in UNLABELLED:
-        return None
-    if value in LABELS:
-        return LABELS[value]
-    raise ValueError(value)
 
 
 @contextlib.contextmanager
@@ -266,15 +238,6 @@ def _malformed(record: Record, layout: _Layout) -> str | None:
     if complaint_id and normalize_complaint_id(complaint_id) is None:
         return "malformed row (Complaint ID not a number)"
     return None
-
-
-COMPLAINT_ID = re.compile(r"([0-9]+)(?:\.0+)?")
-
-
-def normalize_complaint_id(raw: str) -> str | None:
-    """The id's digits; "1234.0" (a spreadsheet's re-save) is 1234. None if not a number."""
-    match = COMPLAINT_ID.fullmatch(raw)
-    return match.group(1) if match else None
 
 
 def _canonical_record(

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from data.prepare import normalize_complaint_id
+from data.normalize import normalize_complaint_id
 from models import features
 
 SPAN_FOLDER = re.compile(r"span-([0-9]+)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline.names import EVAL_METRICS
+from pipeline.names import REPORTED_METRICS
 
 OVERALL = "Overall"
 DRIFT_SPLIT = "train"
@@ -25,7 +25,7 @@ def slice_metrics(evaluation_uri: str, model: str | None = None) -> dict[str, di
         values = next(iter(next(iter(metrics.values())).values()))
         by_slice[name] = {
             metric: float(values[metric]["doubleValue"])
-            for metric in EVAL_METRICS.values()
+            for metric in REPORTED_METRICS
             if metric in values and "doubleValue" in values[metric]
         }
     return by_slice

@@ -155,6 +155,14 @@ def show_trace(store, args) -> str | dict:
             f"{evaluation['baseline_model_id'] or 'none (first blessed model)'}",
             f"  overall: {metrics}",
         ]
+        if evaluation.get("decision_threshold") is not None:
+            lines.append(f"  decision threshold: {evaluation['decision_threshold']:.4f}")
+        if evaluation.get("fairness"):
+            from lineage import fairness
+
+            report = fairness.FairnessReport(**evaluation["fairness"])
+            lines += ["  " + line for line in fairness.format_report(report).splitlines()]
+            lines += [f"  refused: {reason}" for reason in report.refusals]
     lines += [
         f"Training: {training['train_steps']} steps, eval {training['eval_steps']} steps, "
         f"seed {training.get('seed')}, models/ fingerprint {training.get('code_fingerprint')}",
@@ -162,6 +170,12 @@ def show_trace(store, args) -> str | dict:
         + ", ".join(f"{k}={v}" for k, v in training["hyperparameters"].items()),
         f"Transform graph: {found['transform_graph']}",
         f"Schema: {found['schema']}",
+        "  difference (inferred vs curated): "
+        + (
+            "; ".join(found["schema_difference"]) or "none"
+            if found.get("schema_difference") is not None
+            else "not computed"
+        ),
         f"Examples {examples['id']}: {examples['uri']}",
         "  splits: " + ", ".join(f"{k} {v}" for k, v in examples["split_counts"].items()),
         f"Input data: {examples['input_base']}  (sha256 {examples['input_sha256']})",

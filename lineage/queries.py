@@ -203,11 +203,14 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
             "baseline_model_id": baseline[0].id if baseline else None,
             "metrics": artifacts.overall_metrics(evaluation.uri),
             "uri": evaluation.uri,
+            "decision_threshold": custom_property(model, "decision_threshold"),
+            "fairness": _fairness_json(evaluation.uri),
         },
         "pushed": [
             {"id": p.id, "destination": pushed_destination(p)}
             for p in model_pushes(store, model.id)
         ],
+        "schema_difference": _schema_difference(store, execution_run_id(store, trainer.id)),
     }
 
 
@@ -308,3 +311,18 @@ def graph(store: mlmd.MetadataStore) -> dict:
             if e.type in INPUT_EVENTS + OUTPUT_EVENTS
         ],
     }
+
+
+def _fairness_json(evaluation_uri: str) -> dict | None:
+    from lineage import fairness
+
+    report = fairness.load_report(evaluation_uri)
+    return None if report is None else json.loads(report.to_json())
+
+
+def _schema_difference(store: mlmd.MetadataStore, run_id: str | None) -> list[str] | None:
+    """The training run's inferred-vs-curated schema difference (lineage/schema_diff.py)."""
+    from lineage import schema_diff
+
+    changes = schema_diff.run_difference(store, run_id) if run_id else None
+    return None if changes is None else [str(change) for change in changes]

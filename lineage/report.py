@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import ml_metadata as mlmd
 
-from lineage import artifacts, store
+from lineage import artifacts, fairness, schema_diff, store
 from lineage.queries import RunSummary, run_summary
 from pipeline import names
 
@@ -18,6 +18,8 @@ class Evaluation:
     overall_metrics: dict[str, float] = field(default_factory=dict)
     baseline_auc: float | None = None
     refusals: list[str] = field(default_factory=list)
+    fairness: fairness.FairnessReport | None = None
+    schema_changes: list[schema_diff.SchemaChange] | None = None
 
 
 def run_evaluation(mlmd_store: mlmd.MetadataStore, summary: RunSummary) -> Evaluation:
@@ -33,7 +35,40 @@ def run_evaluation(mlmd_store: mlmd.MetadataStore, summary: RunSummary) -> Evalu
             baseline = artifacts.slice_metrics(evaluation_uri, model="baseline")
             evaluation.baseline_auc = baseline.get(artifacts.OVERALL, {}).get("auc")
         evaluation.refusals = artifacts.validation_failures(evaluation_uri)
+        evaluation.fairness = fairness.load_report(evaluation_uri)
+        if evaluation.fairness is not None:
+            evaluation.refusals += evaluation.fairness.refusals
     return evaluation
+
+
+def threshold_lines(metrics: dict[str, float], threshold: float | None) -> list[str]:
+    """Precision and recall at the decision threshold and at the fixed ones, and calibration."""
+    if threshold is None:
+        return []
+    lines = [f"Decision threshold: {threshold:.4f}"]
+    at = [(f"{threshold:.4f} (the model's)", "precision", "recall")]
+    at += [
+        (f"{t:g}", names.at_threshold("precision", t), names.at_threshold("recall", t))
+        for t in names.FIXED_THRESHOLDS
+    ]
+    nan = float("nan")
+    for label, precision, recall in at:
+        if precision in metrics or recall in metrics:
+            lines.append(
+                f"  at {label}: precision {metrics.get(precision, nan):.4f}, "
+                f"recall {metrics.get(recall, nan):.4f}"
+            )
+    if "fpr" in metrics:
+        lines.append(
+            f"  at the model's: false positive rate {metrics['fpr']:.4f}, "
+            f"false negative rate {metrics.get('fnr', nan):.4f}"
+        )
+    if "calibration" in metrics:
+        lines.append(
+            f"  calibration (mean prediction / mean label, 1 is calibrated): "
+            f"{metrics['calibration']:.4f}"
+        )
+    return lines
 
 
 def format_run(summary: RunSummary, evaluation: Evaluation) -> str:
@@ -49,11 +84,26 @@ def format_run(summary: RunSummary, evaluation: Evaluation) -> str:
         )
     )
     lines.append("")
+    report_threshold = evaluation.fairness and evaluation.fairness.threshold
+    if evaluation.schema_changes is not None:
+        lines.append(
+            "Schema difference (inferred vs curated): "
+            + schema_diff.one_line(evaluation.schema_changes)
+        )
     if evaluation.overall_metrics:
         lines.append("Eval metrics (overall slice):")
-        lines += [f"  {name}: {value:.4f}" for name, value in evaluation.overall_metrics.items()]
+        shown = [m for m in names.EVAL_METRICS.values() if m != "calibration"]
+        lines += [
+            f"  {name}: {value:.4f}"
+            for name, value in evaluation.overall_metrics.items()
+            if name in shown or report_threshold is None
+        ]
     if evaluation.baseline_auc is not None:
         lines.append(f"  baseline (last blessed model) auc: {evaluation.baseline_auc:.4f}")
+    report = evaluation.fairness
+    lines += threshold_lines(evaluation.overall_metrics, report and report.threshold)
+    if report is not None:
+        lines.append(fairness.format_report(report))
     blessing = {True: "yes", False: "no", None: "not evaluated"}[summary.blessed]
     lines.append(f"Blessed: {blessing}")
     lines += [f"  refused: {reason}" for reason in evaluation.refusals]
@@ -69,7 +119,9 @@ def format_run(summary: RunSummary, evaluation: Evaluation) -> str:
 def run_report(mlmd_store: mlmd.MetadataStore, run_id: str) -> str:
     """The table, metrics, blessing and push destination of one run, as text."""
     summary = run_summary(mlmd_store, run_id)
-    return format_run(summary, run_evaluation(mlmd_store, summary))
+    evaluation = run_evaluation(mlmd_store, summary)
+    evaluation.schema_changes = schema_diff.run_difference(mlmd_store, run_id)
+    return format_run(summary, evaluation)
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

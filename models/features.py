@@ -7,6 +7,9 @@ ID_KEY = "complaint_id"
 DATE_KEY = "date_received"
 TEXT_KEY = "consumer_complaint_narrative"
 ZIP_KEY = "zip_code"
+# The CFPB's Tags: "Older American", "Servicemember", both, or "" (none). Used to slice the
+# evaluation for fairness, not as a model input.
+TAGS_KEY = "tags"
 
 # Categorical columns, each turned into a vocabulary by tf.Transform.
 CATEGORICAL_KEYS = (
@@ -32,6 +35,7 @@ CANONICAL_COLUMNS = (
     "company",
     "state",
     ZIP_KEY,
+    TAGS_KEY,
     "submitted_via",
     "company_response",
     "timely_response",
@@ -50,8 +54,10 @@ DERIVED_CATEGORICAL_KEYS = (ZIP3_KEY, YEAR_KEY, MONTH_KEY)
 # Every feature the model embeds as a category.
 CATEGORY_KEYS = CATEGORICAL_KEYS + DERIVED_CATEGORICAL_KEYS
 
-# The serving signature's output: the probability that the consumer disputes.
+# The serving signature's outputs: the probability that the consumer disputes, and the
+# decision (1: disputed) at the model's decision threshold.
 PREDICTION_KEY = "dispute_probability"
+DECISION_KEY = "disputed"
 
 # Vocabulary sizes and the narrative's token window.
 CATEGORICAL_TOP_K = 500

@@ -17,6 +17,10 @@ from models import features, inputs, model
 # Training is split into up to this many epochs so that the learning curves have points.
 EPOCHS = 10
 HISTORY_FILE = "history.json"
+# Written next to the SavedModel (and pushed with it): the decision threshold and its rule.
+THRESHOLD_FILE = "decision_threshold.json"
+THRESHOLD_RULE = "dispute rate: flag as many validation examples as are disputed"
+DEFAULT_THRESHOLD = 0.5
 
 
 def epoch_plan(train_steps: int) -> tuple[int, int]:
@@ -54,12 +58,45 @@ def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict:
     return spec
 
 
+def dispute_rate_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The score above which as many examples are flagged as are disputed.
+
+    The rule (README, "Decision threshold"): precision and recall then describe a model that
+    flags disputes at the rate they happen. Maximising F1 instead tends, for a weak model,
+    to flag everything. 0.5 when the data has one class only.
+    """
+    rate = float(np.mean(labels)) if len(labels) else 0.0
+    if rate <= 0.0 or rate >= 1.0:
+        return DEFAULT_THRESHOLD
+    return float(np.quantile(probabilities, 1.0 - rate))
+
+
+def choose_threshold(keras_model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> dict:
+    """The decision threshold on `steps` batches of validation data, with how it was chosen."""
+    scores, labels = [], []
+    for batch, label in dataset.take(max(steps, 1)):
+        scores.append(keras_model.predict_on_batch(batch).reshape(-1))
+        labels.append(label.numpy().reshape(-1))
+    probabilities, truth = np.concatenate(scores), np.concatenate(labels)
+    return {
+        "threshold": round(dispute_rate_threshold(probabilities, truth), 6),
+        "rule": THRESHOLD_RULE,
+        "validation_examples": int(len(truth)),
+        "validation_dispute_rate": round(float(np.mean(truth)), 6),
+    }
+
+
 def make_serving_signature(
-    keras_model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput
+    keras_model: tf.keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> tf.types.experimental.ConcreteFunction:
-    """serving_default: serialized tf.Examples of raw columns -> dispute probability."""
-    # Tracked as an attribute so that the transform graph is saved with the model.
+    """serving_default: serialized tf.Examples of raw columns -> probability and decision."""
+    # Tracked as attributes so that the transform graph and the threshold are saved with it.
     keras_model.tft_layer = tf_transform_output.transform_features_layer()
+    keras_model.decision_threshold = tf.Variable(
+        threshold, dtype=tf.float32, trainable=False, name="decision_threshold"
+    )
     raw_spec = serving_feature_spec(tf_transform_output)
     input_names = list(keras_model.input.keys())
 
@@ -67,8 +104,9 @@ def make_serving_signature(
     def serve(serialized_examples: tf.Tensor) -> dict[str, tf.Tensor]:
         raw = tf.io.parse_example(serialized_examples, raw_spec)
         transformed = keras_model.tft_layer(raw)
-        probability = keras_model({name: transformed[name] for name in input_names})
-        return {features.PREDICTION_KEY: tf.reshape(probability, [-1])}
+        probability = tf.reshape(keras_model({n: transformed[n] for n in input_names}), [-1])
+        decision = tf.cast(probability > keras_model.decision_threshold, tf.int64)
+        return {features.PREDICTION_KEY: probability, features.DECISION_KEY: decision}
 
     return serve.get_concrete_function()
 
@@ -105,8 +143,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         record = {"hyperparameters": hp.values, "trained_steps": stop.trained}
         json.dump({**record, "history": history.history}, handle, indent=2)
 
+    decision = choose_threshold(keras_model, evaluation, fn_args.eval_steps)
+    signature = make_serving_signature(keras_model, tf_transform_output, decision["threshold"])
     keras_model.save(
-        fn_args.serving_model_dir,
-        save_format="tf",
-        signatures={"serving_default": make_serving_signature(keras_model, tf_transform_output)},
+        fn_args.serving_model_dir, save_format="tf", signatures={"serving_default": signature}
     )
+    with open(os.path.join(fn_args.serving_model_dir, THRESHOLD_FILE), "w") as handle:
+        json.dump(decision, handle, indent=2)
+
+
+def saved_threshold(model_dir: str) -> dict | None:
+    """The decision record saved next to a SavedModel, or None for a model without one."""
+    from tfx.dsl.io import fileio
+
+    path = os.path.join(model_dir, THRESHOLD_FILE)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "r") as handle:
+        return json.load(handle)

@@ -65,6 +65,22 @@ class PipelineConfig:
         0.0,
         "how much lower than the last blessed model's AUC a new model may be and still be pushed",
     )
+    min_slice_examples: int = _option(
+        MIN_SLICE_EXAMPLES,
+        "eval examples a slice needs to be shown in fairness and per-slice reports and judged "
+        "by the fairness gate",
+    )
+    fairness_gate: str = _option(
+        "",
+        "groups the fairness gate protects, as the fairness report names them, separated by ';' "
+        "(e.g. 'tags: Older American; tags: Servicemember'); empty: no fairness gate",
+    )
+    fairness_max_auc_gap: float = _option(
+        0.05, "fairness gate: how far below overall a group's AUC may be and still bless"
+    )
+    fairness_max_fnr_gap: float = _option(
+        0.10, "fairness gate: how far above overall a group's FNR may be and still bless"
+    )
     seed: int = _option(0, "random seed for Tuner and Trainer")
     direct_running_mode: str = _option(
         "in_memory", "Beam DirectRunner mode of data-heavy components", choices=BEAM_RUNNING_MODES

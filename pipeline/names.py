@@ -7,6 +7,7 @@ use the names without loading TFX.
 
 EXAMPLE_GEN = "ExampleGen"
 STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "SchemaGen"
 SCHEMA_IMPORTER = "SchemaImporter"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 PREVIOUS_STATISTICS_RESOLVER = "PreviousStatisticsResolver"
@@ -18,11 +19,37 @@ BASELINE_RESOLVER = "LatestBlessedModelResolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
 
+# The Evaluator's slices (besides the overall one): the fairness report compares each
+# group of these with the overall slice.
+SLICE_KEYS = ("tags", "submitted_via", "product")
+
 # TFMA metric classes the Evaluator computes, and the names their values are stored under.
 EVAL_METRICS = {
     "AUC": "auc",
     "BinaryAccuracy": "binary_accuracy",
-    "Precision": "precision",
-    "Recall": "recall",
     "ExampleCount": "example_count",
+    "Calibration": "calibration",  # sum of predictions / sum of labels: 1.0 is calibrated
 }
+# Metrics at the model's decision threshold: the Evaluator adds them once it has read the
+# threshold from the model (pipeline/components/evaluator.py).
+THRESHOLD_METRICS = {"Precision": "precision", "Recall": "recall", "FPR": "fpr", "FNR": "fnr"}
+# Fixed thresholds precision and recall are also reported at, to compare models by.
+FIXED_THRESHOLDS = (0.3, 0.5)
+FIXED_THRESHOLD_METRICS = ("Precision", "Recall")
+
+
+def at_threshold(metric: str, threshold: float) -> str:
+    """The stored name of a metric at a fixed threshold, e.g. precision@0.5."""
+    return f"{metric}@{threshold:g}"
+
+
+# Every metric name the reports read, in display order.
+REPORTED_METRICS = (
+    *EVAL_METRICS.values(),
+    *THRESHOLD_METRICS.values(),
+    *(
+        at_threshold(THRESHOLD_METRICS[m], t)
+        for t in FIXED_THRESHOLDS
+        for m in FIXED_THRESHOLD_METRICS
+    ),
+)

@@ -16,6 +16,7 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
 )
 from tfx.orchestration.data_types import RuntimeParameter
 
+from lineage import fairness
 from models import features
 from pipeline import names
 from pipeline.components import example_gen, provenance
@@ -24,6 +25,7 @@ from pipeline.components.baseline import (
     PreviousArtifactStrategy,
     PreviousBlessedModelStrategy,
 )
+from pipeline.components.evaluator import FairEvaluator
 from pipeline.components.gates import DataValidationGate
 from pipeline.components.push import AtomicPusherExecutor
 from pipeline.components.schema_importer import CuratedSchemaImporter
@@ -39,10 +41,16 @@ RUN_FN = "models.trainer.run_fn"
 MODEL_CODE = ("models/*.py",)
 EXAMPLE_GEN_CODE = ("pipeline/components/example_gen.py", "data/checks.py", "models/features.py")
 GATE_CODE = ("pipeline/components/gates.py", "lineage/artifacts.py")
+EVALUATOR_CODE = (
+    "pipeline/components/evaluator.py",
+    "lineage/fairness.py",
+    "lineage/artifacts.py",
+    "pipeline/names.py",
+)
 # Runtime parameters of the Kubeflow flavour: set per run when submitting the spec.
 DATA_DIR_PARAMETER = "data-dir"
 TRAIN_ARGS_PARAMETER = "train-args"
-SLICE_KEYS = ("product", "issue")
+SLICE_KEYS = names.SLICE_KEYS
 # Metrics beyond this many significant digits are noise and would make change
 # thresholds flaky.
 AUC_EPSILON = 1e-10
@@ -59,7 +67,11 @@ def code_fingerprint(patterns: tuple[str, ...] = MODEL_CODE, root: Path = PROJEC
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Metrics overall and by product and issue; blessing thresholds on the overall slice only."""
+    """Metrics overall and by names.SLICE_KEYS; blessing thresholds on the overall slice only.
+
+    Precision and recall also at names.FIXED_THRESHOLDS; the Evaluator adds the metrics at
+    the model's own decision threshold when it runs (pipeline/components/evaluator.py).
+    """
     overall = [tfma.SlicingSpec()]
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
@@ -69,6 +81,19 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ),
     )
     metrics = [tfma.MetricConfig(class_name=name) for name in names.EVAL_METRICS if name != "AUC"]
+    metrics += [
+        tfma.MetricConfig(
+            class_name=class_name,
+            config=json.dumps(
+                {
+                    "thresholds": threshold,
+                    "name": names.at_threshold(names.THRESHOLD_METRICS[class_name], threshold),
+                }
+            ),
+        )
+        for threshold in names.FIXED_THRESHOLDS
+        for class_name in names.FIXED_THRESHOLD_METRICS
+    ]
     metrics.append(
         tfma.MetricConfig(
             class_name="AUC",
@@ -87,6 +112,15 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ],
         slicing_specs=overall + [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_KEYS],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def fairness_gate(config: PipelineConfig) -> fairness.GateSettings:
+    return fairness.GateSettings(
+        groups=fairness.parse_groups(config.fairness_gate),
+        max_auc_gap=config.fairness_max_auc_gap,
+        max_fnr_gap=config.fairness_max_fnr_gap,
+        min_examples=config.min_slice_examples,
     )
 
 
@@ -129,8 +163,9 @@ def create_pipeline(
     check_drift: bool = True,
     schema_file_in_image: str | None = None,
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen, statistics, the curated schema, validation and its gate, Transform, Tuner,
-    Trainer, Evaluator against the previous blessed model, Pusher.
+    """ExampleGen, statistics, the inferred and the curated schema, validation and its gate,
+    Transform, Tuner, Trainer, Evaluator (with fairness) against the previous blessed model,
+    Pusher.
 
     Args:
       config: every setting of the run (paths, training budget, thresholds, Beam, MLMD).
@@ -189,6 +224,11 @@ def create_pipeline(
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(names.STATISTICS_GEN)
     statistics = statistics_gen.outputs["statistics"]
+    # The schema this run's data would get, kept beside the curated one (which data is
+    # validated against): their difference is reported with the run (lineage/schema_diff.py).
+    schema_gen = tfx.components.SchemaGen(statistics=statistics, infer_feature_shape=True).with_id(
+        names.SCHEMA_GEN
+    )
     schema_importer = CuratedSchemaImporter(
         schema_file_in_image or config.schema_file, content_file=config.schema_file
     ).with_id(names.SCHEMA_IMPORTER)
@@ -250,11 +290,13 @@ def create_pipeline(
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     )
-    evaluator = tfx.components.Evaluator(
+    evaluator = FairEvaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         eval_config=eval_config(config),
+        fairness_gate=fairness_gate(config),
+        code_fingerprint=code_fingerprint(EVALUATOR_CODE),
     ).with_id(names.EVALUATOR)
     pusher = tfx.components.Pusher(
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
@@ -272,6 +314,7 @@ def create_pipeline(
         components=[
             example_gen_component,
             statistics_gen,
+            schema_gen,
             schema_importer,
             example_validator,
             *([previous_statistics] if previous_statistics else []),

@@ -1,10 +1,12 @@
 """The curated schema the pipeline validates data against, and proposing changes to it.
 
-    python -m pipeline.schema_cli propose [--data-dir DIR] [--write]
+    python -m pipeline.schema_cli propose [--data-dir DIR | --output-dir DIR] [--write]
 
-`propose` computes statistics of a data folder, lists what breaks the checked-in schema,
-and prints the updated schema TFDV proposes as a diff. A person reviews it; --write
-replaces pipeline/schema/schema.pbtxt with it.
+`propose` lists what the data would change in the checked-in schema and prints the updated
+schema as a diff. With --output-dir it builds on the latest run there: the difference
+between its SchemaGen schema and the curated one (lineage/schema_diff.py), nothing inferred
+again. With --data-dir it computes statistics of a data folder and asks TFDV. A person
+reviews it; --write replaces pipeline/schema/schema.pbtxt with it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from lineage.artifacts import load_schema_file
+from lineage.artifacts import load_schema, load_schema_file
 from pipeline.config import BUNDLED_DATA_DIR, SCHEMA_FILE
 
 # Categorical features whose values are a fixed list on the CFPB form (checked as domains).
@@ -105,12 +107,37 @@ def propose(data_dir: str, current_path: Path = SCHEMA_FILE) -> tuple[list[str],
     return problems, as_text(current), as_text(proposed)
 
 
+def propose_from_run(output_dir: str, current_path: Path) -> tuple[list[str], str, str]:
+    """(the latest run's schema difference, current text, proposed text) from its MLMD store."""
+    from lineage import schema_diff, store
+    from pipeline.config import PipelineConfig
+
+    config = PipelineConfig(output_dir=output_dir)
+    if not config.metadata_path.is_file():
+        raise SystemExit(f"error: {output_dir} holds no pipeline run (no {config.metadata_path})")
+    mlmd_store = store.connect(config.metadata_connection_config())
+    runs = store.run_ids(mlmd_store, config.pipeline_name)
+    inferred_uri = schema_diff.run_schema_uris(mlmd_store, runs[-1])[0] if runs else None
+    if inferred_uri is None:
+        raise SystemExit(f"error: the latest run in {output_dir} has no SchemaGen output")
+    current = load_schema_file(str(current_path))
+    inferred = load_schema(inferred_uri)
+    changes = schema_diff.schema_difference(inferred, current)
+    proposed = curate(schema_diff.apply_difference(current, inferred, changes))
+    return [str(c) for c in changes], as_text(current), as_text(proposed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.schema_cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     proposal = commands.add_parser("propose", help="diff of the schema a data folder needs")
     proposal.add_argument(
         "--data-dir", default=str(BUNDLED_DATA_DIR), help="prepared data (default: %(default)s)"
+    )
+    proposal.add_argument(
+        "--output-dir",
+        help="build on the latest run in this pipeline output folder (its SchemaGen schema) "
+        "instead of reading --data-dir",
     )
     proposal.add_argument(
         "--schema-file",
@@ -124,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
 
     schema_file = args.schema_file
-    problems, current, proposed = propose(args.data_dir, schema_file)
+    if args.output_dir:
+        problems, current, proposed = propose_from_run(args.output_dir, schema_file)
+    else:
+        problems, current, proposed = propose(args.data_dir, schema_file)
     print(f"Against {schema_file}:")
     print("\n".join(f"  {p}" for p in problems) or "  no anomalies")
     changes = list(

@@ -1,8 +1,8 @@
 """What MLMD does not record by itself, recorded on the artifacts: data and code provenance.
 
 ExampleGen's own input fingerprint is file sizes and modification times; ours adds a
-SHA-256 of every input file's content. Trainer's model gets the git revision of the code
-and the versions of the packages that trained it.
+SHA-256 of every input file's content. Trainer's model gets the git revision of the code,
+the versions of the packages that trained it, and its decision threshold.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from importlib import metadata
 from tfx.components.trainer.executor import GenericExecutor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
+from tfx.utils import path_utils
 
 from data import spans
 from pipeline.config import PROJECT_ROOT
@@ -25,6 +26,7 @@ INPUT_FILES = "input_files"
 FEEDBACK = "feedback_manifest"
 GIT_REVISION = "git_revision"
 PACKAGE_VERSIONS = "package_versions"
+DECISION_THRESHOLD = "decision_threshold"
 PACKAGES = (
     "tfx",
     "tensorflow",
@@ -115,3 +117,8 @@ class TrainerExecutor(GenericExecutor):
         model = artifact_utils.get_single_instance(output_dict["model"])
         model.set_string_custom_property(GIT_REVISION, git_revision())
         model.set_string_custom_property(PACKAGE_VERSIONS, json.dumps(package_versions()))
+        from models import trainer  # TensorFlow: loaded only where a model is trained
+
+        decision = trainer.saved_threshold(path_utils.serving_model_path(model.uri))
+        if decision is not None:
+            model.set_float_custom_property(DECISION_THRESHOLD, decision["threshold"])

@@ -80,14 +80,17 @@ def test_dag_loads_with_one_task_per_component_and_the_pipeline_edges(airflow_en
 
     config = PipelineConfig(output_dir=airflow_env["CFPB_OUTPUT_DIR"])
     assert dag_edges == pipeline_graph(create_pipeline(config))
+    assert dag_edges[names.SCHEMA_GEN] == [names.STATISTICS_GEN]
 
 
 def test_dag_run_pushes_a_blessed_model_with_lineage(airflow_env):
     airflow(airflow_env, "dags", "test", DAG_ID, "2024-06-01", timeout=1800)
 
     output_dir = Path(airflow_env["CFPB_OUTPUT_DIR"])
-    versions = list((output_dir / "serving_model").iterdir())
+    versions = [p for p in (output_dir / "serving_model").iterdir() if p.name.isdigit()]
     assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file()
+    card = versions[0] / "model_card.json"
+    assert json.loads(card.read_text())["model"]["version"] == versions[0].name
 
     config = PipelineConfig(output_dir=str(output_dir))
     store = lineage.connect(config.metadata_connection_config())
@@ -99,3 +102,6 @@ def test_dag_run_pushes_a_blessed_model_with_lineage(airflow_env):
     assert lineage.execution_property(example_gen, "input_base") == airflow_env["CFPB_DATA_DIR"]
     blessing = lineage.run_inputs(store, steps[names.PUSHER].execution.id)["model_blessing"][0]
     assert blessing.custom_properties["blessed"].int_value == 1
+    (run_id,) = lineage.run_ids(store, config.pipeline_name)
+    states = {r.node_id: r.state for r in lineage.run_executions(store, run_id)}
+    assert states[names.SCHEMA_GEN] == "COMPLETE"  # SchemaGen runs on Airflow too

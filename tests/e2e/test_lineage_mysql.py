@@ -131,7 +131,7 @@ def test_concurrent_runs_are_both_recorded_completely(mysql_runs):
         assert returncode == 0, console[-3000:]
         (summary,) = queries.run_summaries(mysql_runs.store, name)
         assert summary.status == "COMPLETE"
-        assert len(summary.executed) == 12 and not summary.cached
+        assert len(summary.executed) == 13 and not summary.cached
         assert summary.pushed_to.startswith(str(output_dir / "serving_model"))
         password = mysql_runs.env[MYSQL_PASSWORD_ENV]
         (log_file,) = (output_dir / "logs").iterdir()

@@ -47,6 +47,7 @@ RESOLVERS = {names.BASELINE_RESOLVER, names.PREVIOUS_STATISTICS_RESOLVER}
 NODES = {
     names.EXAMPLE_GEN,
     names.STATISTICS_GEN,
+    names.SCHEMA_GEN,
     names.SCHEMA_IMPORTER,
     names.EXAMPLE_VALIDATOR,
     names.PREVIOUS_STATISTICS_RESOLVER,
@@ -169,6 +170,71 @@ def test_first_run_pushes_a_blessed_model(runs):
     assert 0.0 <= auc <= 1.0
 
 
+def test_the_summary_shows_schema_difference_threshold_metrics_and_fairness(runs):
+    """Issue 16: SchemaGen's difference, metrics at the decision threshold, the fairness table."""
+    config, _, consoles, _ = runs
+    first = consoles["first"]
+    # span 1's values are all in the curated schema: SchemaGen ran and found nothing new
+    assert "Schema difference (inferred vs curated): none" in first
+    threshold = float(first.split("Decision threshold: ")[1].split()[0])
+    assert 0.0 < threshold < 1.0
+    assert f"at {threshold:.4f} (the model's): precision " in first
+    assert "at 0.5: precision " in first and "at 0.3: precision " in first
+    assert "calibration (mean prediction / mean label" in first
+    precision = first.split("(the model's): precision ")[1].split(",")[0]
+    assert precision != "nan"  # the threshold flags some eval examples
+    fairness = first.split("Fairness (gap: slice minus overall")[1]
+    assert "tags: (none)" in fairness and "submitted_via: Web" in fairness
+    assert "slice(s) under 100 eval examples hidden: " in fairness
+    assert "tags: Older American (" in fairness.split("hidden: ")[1]  # too few in span 1
+
+
+def test_the_pushed_model_decides_at_its_threshold_and_has_a_model_card(runs, tmp_path):
+    """The threshold is saved in the SavedModel, served as `disputed`, and on the model card."""
+    import requests
+    from support.serving_harness import ServerProcess
+
+    from models import features
+
+    config, store, _, span_files = runs
+    version = versions(config)[-1]
+    decision = json.loads((version / "decision_threshold.json").read_text())
+    threshold = decision["threshold"]
+    card = json.loads((version / "model_card.json").read_text())
+    assert card["decision"]["threshold"] == threshold
+    assert card["model"]["version"] == version.name
+    trace = queries.trace(store, "latest-pushed")
+    assert card["lineage"]["model_id"] == trace["model"]["id"]
+    assert card["data"]["input_sha256"] == trace["examples"]["input_sha256"]
+    assert set(card["data"]["rows"]) == {"train", "eval"}
+    assert card["metrics"]["overall"]["auc"] == pytest.approx(trace["evaluation"]["metrics"]["auc"])
+    assert card["fairness"]["min_examples"] == 100 and card["fairness"]["rows"]
+    assert "2017" in " ".join(card["limitations"])
+
+    page = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         (version / "model_card.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert f"Model card: {config.pipeline_name}, version {version.name}" in page
+    assert f"{threshold:.4f}" in page and "AUC by slice" in page and "<svg" in page
+    html = (version / "model_card.html").read_text()
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in html  # renders offline
+
+    rows = [r for r in bundled_rows(every=50)][:20]
+    body = {"instances": [{k: r[k] for k in features.RAW_FEATURE_KEYS} for r in rows]}
+    server = ServerProcess(Path(config.serving_model_dir), tmp_path).start()
+    try:
+        answer = requests.post(f"{server.url}:predict", json=body, timeout=30).json()
+    finally:
+        server.stop()
+    predictions = answer["predictions"]
+    assert [p[features.DECISION_KEY] for p in predictions] == [
+        int(p[features.PREDICTION_KEY] > threshold) for p in predictions
+    ]
+
+
 def test_rerun_with_nothing_changed_is_fully_cached(runs):
     config, store, consoles, _ = runs
     rerun_states = {k: v for k, v in states(store, config, 2).items() if k not in RESOLVERS}
@@ -282,8 +348,8 @@ def test_lineage_runs_lists_cached_and_executed_components(runs, capsys):
         "COMPLETE",
         "FAILED",
     ]
-    assert [len(run["executed"]) for run in listed[:3]] == [12, 2, 5]  # resolvers always run
-    assert [len(run["cached"]) for run in listed[:3]] == [0, 10, 7]
+    assert [len(run["executed"]) for run in listed[:3]] == [13, 2, 5]  # resolvers always run
+    assert [len(run["cached"]) for run in listed[:3]] == [0, 11, 8]
     assert listed[0]["pushed_to"] is not None and listed[2]["pushed_to"] is None
     table = lineage_cli(config, "runs", capsys=capsys)
     assert "#3" in table and "INTERRUPTED" in table
@@ -305,8 +371,13 @@ def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
     )
     assert found["model"]["git_revision"] and found["model"]["package_versions"]["tfx"] == "1.16.0"
     assert found["pushed"][0]["destination"].startswith(config.serving_model_dir)
+    assert 0 < found["evaluation"]["decision_threshold"] < 1
+    assert found["evaluation"]["fairness"]["rows"]
     text = lineage_cli(config, "trace", "latest-pushed", capsys=capsys)
     assert f"sha256 {input_file['sha256']}" in text
+    assert "decision threshold: " in text and "Fairness (gap: slice minus overall" in text
+    assert found["schema_difference"] == []
+    assert "difference (inferred vs curated): none" in text
 
 
 def test_lineage_uses_lists_the_blessed_and_the_refused_model(runs, capsys):

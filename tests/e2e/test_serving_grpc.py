@@ -70,7 +70,7 @@ def test_metadata_and_status(channel):
     response.metadata["signature_def"].Unpack(signatures)
     serving_default = signatures.signature_def["serving_default"]
     assert list(serving_default.inputs) == ["examples"]
-    assert list(serving_default.outputs) == [features.PREDICTION_KEY]
+    assert sorted(serving_default.outputs) == [features.PREDICTION_KEY, features.DECISION_KEY]
 
     status_request = get_model_status_pb2.GetModelStatusRequest()
     status_request.model_spec.name = "cfpb"

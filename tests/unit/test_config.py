@@ -49,7 +49,11 @@ def test_blessing_thresholds_apply_to_the_overall_slice_only():
         "Precision",
         "Recall",
         "ExampleCount",
+        "Calibration",
     }
+    # precision and recall at fixed thresholds; at the model's own, the Evaluator adds them
+    fixed = {json.loads(m.config)["name"] for m in metrics_spec.metrics if m.config}
+    assert fixed == {"precision@0.3", "recall@0.3", "precision@0.5", "recall@0.5"}
 
 
 def test_flags_override_config(tmp_path):

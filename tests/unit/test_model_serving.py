@@ -60,7 +60,33 @@ def test_every_hyperparameter_has_a_default():
 def test_signature_takes_serialized_examples_and_returns_probabilities(serving):
     (input_spec,) = serving.structured_input_signature[1].values()
     assert input_spec.dtype == tf.string and input_spec.shape.as_list() == [None]
-    assert list(serving.structured_outputs) == [features.PREDICTION_KEY]
+    assert sorted(serving.structured_outputs) == [features.PREDICTION_KEY, features.DECISION_KEY]
+
+
+def test_dispute_rate_threshold_flags_as_many_as_are_disputed():
+    probabilities = np.linspace(0.0, 0.99, 100)
+    labels = np.array([1] * 20 + [0] * 80)
+    threshold = trainer.dispute_rate_threshold(probabilities, labels)
+    assert (probabilities > threshold).sum() == 20
+    assert trainer.dispute_rate_threshold(probabilities, np.zeros(100)) == 0.5
+
+
+def test_the_threshold_is_saved_and_decides(trained, tmp_path, raw_rows):
+    keras_model, tf_transform_output, _ = trained
+    rows = raw_rows[:20]
+    examples = [row_to_example(row) for row in rows]
+    records = tf.constant([e.SerializeToString() for e in examples])
+    signature = trainer.make_serving_signature(keras_model, tf_transform_output)
+    probabilities = signature(records)[features.PREDICTION_KEY].numpy()
+    threshold = float(np.median(probabilities))
+    signature = trainer.make_serving_signature(keras_model, tf_transform_output, threshold)
+    keras_model.save(str(tmp_path), save_format="tf", signatures={"serving_default": signature})
+    loaded = tf.saved_model.load(str(tmp_path))
+    assert loaded.decision_threshold.numpy() == pytest.approx(threshold)
+    served = loaded.signatures["serving_default"](examples=records)
+    expected = (served[features.PREDICTION_KEY].numpy() > np.float32(threshold)).astype(int)
+    assert served[features.DECISION_KEY].numpy().tolist() == expected.tolist()
+    assert 0 < expected.sum() < len(rows)  # the threshold splits the batch
 
 
 def test_serving_matches_training_transform(serving, trained, raw_rows):

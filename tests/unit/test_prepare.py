@@ -195,3 +195,19 @@ def test_cli_prints_what_it_did(tmp_path, capsys):
     assert "rows read: 140" in printed
     assert "no label (Consumer disputed? empty)" in printed
     assert f"wrote {output}" in printed
+
+
+def test_tags_are_kept_and_empty_where_the_export_has_none(raw_rows):
+    """The CFPB's Tags column (issue 16.2): kept as is; '' for untagged rows and old exports."""
+    tags = {row[features.TAGS_KEY] for row in raw_rows}
+    assert {"Older American", "Servicemember", ""} <= tags
+    assert tags <= {"Older American", "Servicemember", "Older American, Servicemember", ""}
+    assert list(raw_rows[0]) == list(features.CANONICAL_COLUMNS)
+
+
+def test_an_export_without_tags_gets_empty_tags(tmp_path):
+    output = tmp_path / "out.csv"
+    prepare.prepare_cfpb_exports([FIXTURES / "no_narrative_2013_2017_head.csv"], output)
+    with open(output, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and {row[features.TAGS_KEY] for row in rows} == {""}

@@ -141,7 +141,9 @@ def test_duplicate_column_names_are_refused(tmp_path, capsys, source):
 
 
 def test_duplicate_unread_columns_are_ignored(tmp_path):
-    text = NY.read_text(encoding="utf-8").replace("Tags,", "Company public response,", 1)
+    text = NY.read_text(encoding="utf-8").replace(
+        "Consumer consent provided?,", "Company public response,", 1
+    )
     export = tmp_path / "complaints.csv"
     export.write_text(text, encoding="utf-8")
     rows, report = prepared(export, tmp_path)

@@ -80,8 +80,10 @@ def test_beam_and_local_runners_execute_the_pipeline_graph(tmp_path):
     config = PipelineConfig(output_dir=str(tmp_path))
     tfx_pipeline = create_pipeline(config)
     assert ir_graph(tfx_pipeline) == pipeline_graph(tfx_pipeline)
-    assert len(tfx_pipeline.components) == 12
+    assert len(tfx_pipeline.components) == 13
     assert names.DATA_GATE in ir_graph(tfx_pipeline)[names.TRANSFORM]  # the gate holds Transform
+    # SchemaGen infers from this run's statistics, beside the curated schema (issue 16.1)
+    assert ir_graph(tfx_pipeline)[names.SCHEMA_GEN] == [names.STATISTICS_GEN]
 
 
 def test_kubeflow_spec_has_the_pipeline_graph_image_and_runtime_parameters(tmp_path):
@@ -91,7 +93,8 @@ def test_kubeflow_spec_has_the_pipeline_graph_image_and_runtime_parameters(tmp_p
     pipeline_spec = spec["pipelineSpec"]
     executors = pipeline_spec["deploymentSpec"]["executors"]
     containers = [e["container"] for e in executors.values() if "container" in e]
-    assert len(containers) == 10  # every component but the resolvers, which KFP runs itself
+    assert len(containers) == 11  # every component but the resolvers, which KFP runs itself
+    assert kfp_graph(spec)[names.SCHEMA_GEN] == [names.STATISTICS_GEN]
     assert {c["image"] for c in containers} == {IMAGE}
     assert all("--direct_running_mode=in_memory" in c["args"] for c in containers)
 
