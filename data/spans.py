@@ -8,8 +8,12 @@ request log range and the outcomes file its training rows came from.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,3 +57,59 @@ def labelled_ids(folder: Path) -> Iterator[tuple[str, str, str]]:
                 if complaint_id:
                     label = (row.get(features.LABEL_KEY) or "").strip()
                     yield complaint_id, label, f"{path}:{line}"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_span(
+    data_dir: Path, span: int, header: tuple[str, ...], rows: list[list], manifest: dict
+) -> Path:
+    """span-N with its CSV and manifest, whole or not at all: built aside, then renamed."""
+    target = data_dir / f"span-{span}"
+    partial = Path(tempfile.mkdtemp(prefix=f".span-{span}.", suffix=".partial", dir=data_dir))
+    try:
+        csv_path = partial / SPAN_CSV
+        with open(csv_path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+            _sync(out)
+        manifest["span_csv"] = {
+            "file": SPAN_CSV,
+            "sha256": sha256_of(csv_path),
+            "rows": len(rows),
+        }
+        with open(partial / FEEDBACK_MANIFEST, "w", encoding="utf-8") as out:
+            out.write(json.dumps(manifest, indent=2) + "\n")
+            _sync(out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it private
+        _sync_folder(partial)  # the files' names, then the span's own, survive a power cut
+        os.rename(partial, target)
+        _sync_folder(data_dir)
+    finally:
+        if partial.exists():
+            for child in partial.iterdir():
+                child.unlink()
+            partial.rmdir()
+    return target

@@ -22,8 +22,6 @@ import contextlib
 import csv
 import datetime
 import fcntl
-import json
-import os
 import sqlite3
 import sys
 import tempfile
@@ -45,7 +43,6 @@ from serving.feedback_sources import (
     logged_features_setting,
     open_log,
     read_outcomes,
-    sha256_of,
 )
 
 LOCK_FILE = ".feedback.lock"
@@ -203,54 +200,6 @@ def locked(data_dir: Path) -> Iterator[None]:
         yield
 
 
-def _sync(handle) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def write_span(data_dir: Path, span: int, rows: list[list], manifest: dict) -> Path:
-    """span-N with its CSV and manifest, whole or not at all: built aside, then renamed."""
-    target = data_dir / f"span-{span}"
-    partial = Path(tempfile.mkdtemp(prefix=f".span-{span}.", suffix=".partial", dir=data_dir))
-    try:
-        csv_path = partial / spans.SPAN_CSV
-        with open(csv_path, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(features.CANONICAL_COLUMNS)
-            writer.writerows(rows)
-            _sync(out)
-        manifest["span_csv"] = {
-            "file": spans.SPAN_CSV,
-            "sha256": sha256_of(csv_path),
-            "rows": len(rows),
-        }
-        with open(partial / spans.FEEDBACK_MANIFEST, "w", encoding="utf-8") as out:
-            out.write(json.dumps(manifest, indent=2) + "\n")
-            _sync(out)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it private
-        if target.exists():
-            raise FeedbackError(f"{target} appeared meanwhile; feedback never rewrites a span")
-        _sync_folder(partial)  # the files' names, then the span's own, survive a power cut
-        os.rename(partial, target)
-        _sync_folder(data_dir)
-    finally:
-        if partial.exists():
-            for child in partial.iterdir():
-                child.unlink()
-            partial.rmdir()
-    return target
-
-
 def run_feedback(
     request_log: Path, outcomes_path: Path, data_dir: str | Path, span: int | None = None
 ) -> Result:
@@ -308,7 +257,9 @@ def run_feedback(
             },
             "counts": asdict(counts),
         }
-        folder = write_span(data_dir, span, rows, manifest)
+        if (data_dir / f"span-{span}").exists():
+            raise FeedbackError(f"span-{span} appeared meanwhile; feedback never rewrites a span")
+        folder = spans.write_span(data_dir, span, features.CANONICAL_COLUMNS, rows, manifest)
         return Result(span, folder, counts, extents)
 
 

@@ -7,13 +7,13 @@ or empty, and an outcomes file without complaint ids or labels, each stop the ru
 from __future__ import annotations
 
 import csv
-import hashlib
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data import prepare, spans
 from data.checks import SNIFF_BYTES, ExportError, nul_problem
+from data.spans import sha256_of
 from models import features
 from serving import request_log
 
@@ -22,14 +22,6 @@ RAW_ID, RAW_LABEL = "Complaint ID", "Consumer disputed?"  # a CFPB export's head
 
 class FeedbackError(ValueError):
     """Bad input: printed as one line, exit code 2, nothing written."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- the request log --------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def test_joined_requests_become_one_span_and_a_rerun_is_a_no_op(tmp_path, served
     # Features as served, labels from the outcomes, in the canonical columns.
     assert written == [{k: r[k] for k in features.CANONICAL_COLUMNS} for r in known_now]
     manifest = json.loads((folder / spans.FEEDBACK_MANIFEST).read_text())
-    assert manifest["outcomes"]["sha256"] == feedback.sha256_of(outcomes)
+    assert manifest["outcomes"]["sha256"] == spans.sha256_of(outcomes)
     (log_file,) = manifest["request_log"]["files"]
     assert (log_file["first_row"], log_file["last_row"], log_file["requests"]) == (1, 40, 40)
     assert manifest["counts"]["joined"] == 30 and manifest["counts"]["waiting_for_outcome"] == 10
