@@ -20,6 +20,8 @@ NOTEBOOK = PROJECT_ROOT / "notebooks" / "interactive_pipeline.ipynb"
 SAMPLE_ROWS = 2000  # eval split ~500: the largest product slice (Mortgage) has 100+
 STATISTICS_SECTION = "## ExampleGen and StatisticsGen"
 EVALUATOR_SECTION = "## Evaluator"
+SCHEMA_GEN_SECTION = "## SchemaGen"
+FAIRNESS_SECTION = "## Fairness"
 # Lines the notebook used to bury its outputs in (issue 16); none may reach a stream output.
 NOISE = (
     "tensorflow_decision_forests is not available",
@@ -182,6 +184,15 @@ def test_notebook_runs_and_shows_its_results_offline(tmp_path):
         one_class = int(float(positives)) in (0, int(examples))
         assert math.isnan(float(auc)) == one_class and (note == slice_view.UNDEFINED) == one_class
         assert one_class or float(auc) > 0
+    # The sections issue 16 added: SchemaGen's difference, fairness at the decision threshold.
+    schema_gen = "".join(map(cell_text, section(notebook, SCHEMA_GEN_SECTION)))
+    assert re.search(r"Inferred vs curated schema: \S", schema_gen), schema_gen
+    fairness_cells = section(notebook, FAIRNESS_SECTION)
+    fairness_text = "".join(map(cell_text, fairness_cells))
+    assert "Decision threshold: 0." in fairness_text and "precision" in fairness_text
+    fairness_tables = [t for html in outputs(fairness_cells, "text/html") for t in tables(html)]
+    assert fairness_tables and "overall" in fairness_tables[0][1][0]
+    assert len(outputs(fairness_cells, "image/svg+xml")) == 2  # AUC and FNR gaps
     images = outputs(code_cells, "image/png")
     assert len(images) >= 4  # label balance, statistics, training curves, AUC by product
 
