@@ -15,6 +15,7 @@ from lineage.store import (
     run_executions,
     run_outputs,
 )
+from pipeline import names
 
 
 def _run_outputs_by_node(store, run_id: str) -> dict[str, tuple]:
@@ -50,7 +51,9 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
             if values[0].get(k) != values[1].get(k)
         }
     stats = [output(x, "statistics") for x in (a, b)]
-    schema = [output(x, "schema") for x in (a, b)]
+    schema = [
+        output(x, names.CURATED_SCHEMA_KEY) for x in (a, b)
+    ]  # the one data is checked against
     if all(stats) and all(schema):
         result["same_data"] = stats[0].id == stats[1].id
         result["drift"] = artifacts.drift(stats[0].uri, stats[1].uri, schema[0].uri)

@@ -108,8 +108,9 @@ def run_schema_uris(mlmd_store: mlmd.MetadataStore, run_id: str) -> tuple[str | 
     for record in store.run_executions(mlmd_store, run_id):
         if record.node_id in (names.SCHEMA_GEN, names.SCHEMA_IMPORTER):
             outputs = store.run_outputs(mlmd_store, record.execution.id)
-            if outputs.get("schema"):
-                uris[record.node_id] = outputs["schema"][0].uri
+            found = outputs.get("schema") or outputs.get(names.CURATED_SCHEMA_KEY)
+            if found:
+                uris[record.node_id] = found[0].uri
     return uris.get(names.SCHEMA_GEN), uris.get(names.SCHEMA_IMPORTER)
 
 

@@ -8,6 +8,9 @@ use the names without loading TFX.
 EXAMPLE_GEN = "ExampleGen"
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "SchemaGen"
+# SchemaImporter's output key. Not "schema", SchemaGen's: Airflow's launcher names artifacts
+# "<key>:<run id>", which MLMD requires to be unique per type, and lineage reads it by key.
+CURATED_SCHEMA_KEY = "curated_schema"
 SCHEMA_IMPORTER = "SchemaImporter"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 PREVIOUS_STATISTICS_RESOLVER = "PreviousStatisticsResolver"

@@ -232,7 +232,7 @@ def create_pipeline(
     schema_importer = CuratedSchemaImporter(
         schema_file_in_image or config.schema_file, content_file=config.schema_file
     ).with_id(names.SCHEMA_IMPORTER)
-    schema = schema_importer.outputs["schema"]
+    schema = schema_importer.outputs[names.CURATED_SCHEMA_KEY]
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics, schema=schema
     ).with_id(names.EXAMPLE_VALIDATOR)

@@ -10,12 +10,14 @@ makes a new execution; the executor is TFX's own.
 from __future__ import annotations
 
 from tfx import types
+from tfx.components.schema_gen.import_schema_gen import executor as import_schema_gen_executor
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
-from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts, standard_component_specs
-from tfx.types.component_spec import ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from pipeline.components.provenance import file_sha256
+from pipeline.names import CURATED_SCHEMA_KEY
 
 SCHEMA_SHA256 = "schema_sha256"
 
@@ -25,6 +27,15 @@ class CuratedSchemaImporterSpec(standard_component_specs.ImportSchemaGenSpec):
         **standard_component_specs.ImportSchemaGenSpec.PARAMETERS,
         SCHEMA_SHA256: ExecutionParameter(type=str),
     }
+    OUTPUTS = {CURATED_SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema)}
+
+
+class CuratedSchemaImporterExecutor(import_schema_gen_executor.Executor):
+    """TFX's own executor, handed our output under the key it writes."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
+        outputs = {standard_component_specs.SCHEMA_KEY: output_dict[CURATED_SCHEMA_KEY]}
+        super().Do(input_dict, outputs, exec_properties)
 
 
 class CuratedSchemaImporter(ImportSchemaGen):
@@ -35,11 +46,12 @@ class CuratedSchemaImporter(ImportSchemaGen):
     """
 
     SPEC_CLASS = CuratedSchemaImporterSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(CuratedSchemaImporterExecutor)
 
     def __init__(self, schema_file: str, content_file: str | None = None) -> None:
         spec = CuratedSchemaImporterSpec(
             schema_file=schema_file,
             schema_sha256=file_sha256(content_file or schema_file),
-            schema=types.Channel(type=standard_artifacts.Schema),
+            curated_schema=types.Channel(type=standard_artifacts.Schema),
         )
         base_component.BaseComponent.__init__(self, spec=spec)
