@@ -208,7 +208,8 @@ def test_notebook_runs_and_shows_its_results_offline(tmp_path):
     assert {row[0] for row in rows} == set(features.CANONICAL_COLUMNS)
     assert int(attributes["data-rendered-height"]) > 20 * len(rows)
     widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
-    assert len(widths) == len(images) and min(widths) > 100  # every chart decoded and drawn
+    charts = len(images) + len(outputs(code_cells, "image/svg+xml"))  # SVGs are <img> too
+    assert len(widths) == charts and min(widths) > 100  # every chart decoded and drawn
 
 
 def browser_dom(html_file: Path) -> str:
