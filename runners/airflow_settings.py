@@ -13,6 +13,7 @@ from pipeline import checks
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
 SETTING_PREFIX = "CFPB_"
+TRAINING_DAG_ID = "cfpb-continuous-training"  # runners/airflow_training_dag.py
 
 
 def setting(name: str, default: str | None = None) -> str | None:

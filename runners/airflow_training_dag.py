@@ -40,9 +40,9 @@ from airflow.sensors.python import PythonSensor
 from data import spans
 from pipeline import checks
 from pipeline.config import SPAN_TOKEN, config_arguments
-from runners.airflow_settings import config_from_settings, setting
+from runners.airflow_settings import TRAINING_DAG_ID, config_from_settings, setting
 
-DAG_ID = "cfpb-continuous-training"
+DAG_ID = TRAINING_DAG_ID
 
 
 def config():

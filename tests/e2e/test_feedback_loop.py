@@ -29,7 +29,9 @@ from support.serving_harness import ServerProcess
 from data import spans
 from models import features
 from pipeline.config import PROJECT_ROOT
-from runners.airflow_training_dag import DAG_ID
+
+# Not the DAG module: importing Airflow here would reconfigure this process's logging.
+from runners.airflow_settings import TRAINING_DAG_ID as DAG_ID
 from serving import request_log
 
 AIRFLOW = [str(PROJECT_ROOT / "scripts" / "airflow.sh")]  # the README's documented command
