@@ -33,12 +33,15 @@ def statistics_of(data_dir: str):
     import tensorflow_data_validation as tfdv
 
     from models import features
-    from pipeline.components.example_gen import read_canonical_csv
+    from pipeline.components.example_gen import record_batches
 
     paths = sorted(Path(data_dir).glob("*.csv"))
     if not paths:
         raise SystemExit(f"error: {data_dir} holds no .csv file")
-    frame = pd.DataFrame([row for path in paths for row in read_canonical_csv(str(path))])
+    frame = pd.concat(
+        [batch.to_pandas() for path in paths for batch in record_batches(str(path))],
+        ignore_index=True,
+    )
     frame = frame.reindex(columns=[*features.RAW_FEATURE_KEYS, features.LABEL_KEY])
     frame[features.LABEL_KEY] = pd.to_numeric(frame[features.LABEL_KEY], errors="coerce")
     return tfdv.generate_statistics_from_dataframe(frame)
