@@ -166,7 +166,7 @@ def show_trace(store, args) -> str | dict:
     lines += [
         f"Training: {training['train_steps']} steps, eval {training['eval_steps']} steps, "
         f"seed {training.get('seed')}, models/ fingerprint {training.get('code_fingerprint')}",
-        "  hyperparameters (Tuner): "
+        f"  hyperparameters ({_hyperparameters_origin(found)}): "
         + ", ".join(f"{k}={v}" for k, v in training["hyperparameters"].items()),
         f"Transform graph: {found['transform_graph']}",
         f"Schema: {found['schema']}",
@@ -186,6 +186,15 @@ def show_trace(store, args) -> str | dict:
     for manifest in examples.get("feedback", []):
         lines += feedback_lines(manifest)
     return "\n".join(lines)
+
+
+def _hyperparameters_origin(found: dict) -> str:
+    source = found["training"].get("hyperparameters_source")
+    if source is None:
+        return "the model's defaults: none were tuned"
+    if source["tuned_in_run"] == found["model"]["trained_in_run"]:
+        return f"tuned in this run, artifact {source['artifact_id']}"
+    return f"reused, tuned in run {source['tuned_in_run']}, artifact {source['artifact_id']}"
 
 
 def feedback_lines(manifest: dict) -> list[str]:

@@ -150,6 +150,14 @@ def resolve_model(store: mlmd.MetadataStore, reference: str) -> metadata_store_p
     return item
 
 
+def _hyperparameters_source(store: mlmd.MetadataStore, hyperparameters: list) -> dict | None:
+    """Which Tuner run chose the hyperparameters a model was trained with (None: defaults)."""
+    if not hyperparameters:
+        return None
+    _, tuner = producer(store, hyperparameters[0].id)
+    return {"artifact_id": hyperparameters[0].id, "tuned_in_run": execution_run_id(store, tuner.id)}
+
+
 def trace(store: mlmd.MetadataStore, reference: str) -> dict:
     """The whole upstream chain of a model, down to the input files' content fingerprint."""
     model = resolve_model(store, reference)
@@ -184,6 +192,7 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
             if hyperparameters
             else {},
             "hyperparameters_uri": hyperparameters[0].uri if hyperparameters else None,
+            "hyperparameters_source": _hyperparameters_source(store, hyperparameters),
         },
         "transform_graph": trainer_inputs["transform_graph"][0].uri,
         "schema": transform_inputs["schema"][0].uri,

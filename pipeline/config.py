@@ -57,6 +57,11 @@ class PipelineConfig:
         300, "Trainer's training steps (batches of 64; ~4 epochs of the sample)"
     )
     eval_steps: int = _option(30, "evaluation steps (batches of 64) for Tuner and Trainer")
+    tune: bool = _option(
+        False,
+        "run the Tuner in this run. Without it, the latest tuned hyperparameters in MLMD are "
+        "reused, and a pipeline with none yet tunes (pipeline/hyperparameters.py)",
+    )
     tuner_trials: int = _option(4, "hyperparameter sets the Tuner tries")
     tuner_train_steps: int = _option(300, "training steps of each Tuner trial")
     eval_split_buckets: int = _option(1, "eval split share: train gets 3 buckets, eval this many")
@@ -200,6 +205,11 @@ def add_config_arguments(parser, names: tuple[str, ...] | None = None) -> None:
             )
             continue
         default = config_field.default
+        if isinstance(default, bool):  # a switch: present or not
+            parser.add_argument(
+                flag, dest=config_field.name, action="store_true", help=help_text, **extra
+            )
+            continue
         parser.add_argument(
             flag,
             dest=config_field.name,
@@ -219,6 +229,8 @@ def config_arguments(config: PipelineConfig) -> list[str]:
             continue
         if config_field.name == "extra_beam_args":
             flags += [f"--beam-arg={arg}" for arg in value]
+        elif isinstance(value, bool):
+            flags.append("--" + config_field.name.replace("_", "-"))  # only True differs
         elif config_field.name.startswith("direct_"):
             flags += [f"--{config_field.name}", str(value)]
         else:

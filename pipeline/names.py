@@ -17,6 +17,8 @@ PREVIOUS_STATISTICS_RESOLVER = "PreviousStatisticsResolver"
 DATA_GATE = "DataValidationGate"
 TRANSFORM = "Transform"
 TUNER = "Tuner"
+# Stands in for the Tuner in runs that reuse earlier hyperparameters (pipeline/hyperparameters.py).
+HYPERPARAMETERS_RESOLVER = "LatestHyperparametersResolver"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "LatestBlessedModelResolver"
 EVALUATOR = "Evaluator"

@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
 )
@@ -18,7 +19,7 @@ from tfx.orchestration.data_types import RuntimeParameter
 
 from lineage import fairness
 from models import features
-from pipeline import names
+from pipeline import hyperparameters, names
 from pipeline.components import example_gen, provenance
 from pipeline.components.baseline import (
     CANDIDATE_KEY,
@@ -162,10 +163,11 @@ def create_pipeline(
     exclude_candidate_from_baseline: bool = True,
     check_drift: bool = True,
     schema_file_in_image: str | None = None,
+    tune: bool | None = None,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen, statistics, the inferred and the curated schema, validation and its gate,
-    Transform, Tuner, Trainer, Evaluator (with fairness) against the previous blessed model,
-    Pusher.
+    Transform, Tuner (or the latest tuned hyperparameters), Trainer, Evaluator (with
+    fairness) against the previous blessed model, Pusher.
 
     Args:
       config: every setting of the run (paths, training budget, thresholds, Beam, MLMD).
@@ -263,18 +265,27 @@ def create_pipeline(
     transformed = transform.outputs["transformed_examples"]
     transform_graph = transform.outputs["transform_graph"]
 
-    tuner = tfx.components.Tuner(
-        examples=transformed,
-        transform_graph=transform_graph,
-        tuner_fn=TUNER_FN,
-        train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config={**fingerprint, "max_trials": config.tuner_trials},
-    ).with_id(names.TUNER)
+    if hyperparameters.should_tune(config) if tune is None else tune:
+        tuning = tfx.components.Tuner(
+            examples=transformed,
+            transform_graph=transform_graph,
+            tuner_fn=TUNER_FN,
+            train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+            custom_config={**fingerprint, "max_trials": config.tuner_trials},
+        ).with_id(names.TUNER)
+        best_hyperparameters = tuning.outputs["best_hyperparameters"]
+    else:
+        tuning = look_back(
+            names.HYPERPARAMETERS_RESOLVER,
+            LatestArtifactStrategy,
+            hyperparameters=tfx.dsl.Channel(type=tfx.types.standard_artifacts.HyperParameters),
+        )
+        best_hyperparameters = tuning.outputs["hyperparameters"]
     trainer = tfx.components.Trainer(
         examples=transformed,
         transform_graph=transform_graph,
-        hyperparameters=tuner.outputs["best_hyperparameters"],
+        hyperparameters=best_hyperparameters,
         run_fn=RUN_FN,
         custom_executor_spec=executor_spec.ExecutorClassSpec(provenance.TrainerExecutor),
         train_args=train_args,
@@ -320,7 +331,7 @@ def create_pipeline(
             *([previous_statistics] if previous_statistics else []),
             data_gate,
             transform,
-            tuner,
+            tuning,
             trainer,
             baseline_model,
             evaluator,

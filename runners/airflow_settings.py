@@ -34,7 +34,10 @@ def config_from_settings(**defaults) -> PipelineConfig:
     for field in dataclasses.fields(PipelineConfig):
         value = setting(field.name)
         if value is not None and field.name != "extra_beam_args":
-            overrides[field.name] = type(getattr(base, field.name))(value)
+            kind = type(getattr(base, field.name))
+            overrides[field.name] = (
+                value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
+            )
     config = dataclasses.replace(base, **overrides)
     problems = checks.setting_problems(config)
     if problems:  # Airflow shows it as the DAG file's import error

@@ -43,7 +43,11 @@ SMALL_RUN = [
     SPAN_PATTERN,
 ]  # later flags win
 DOWNSTREAM_OF_TRAINING = {names.TRAINER, names.EVALUATOR, names.PUSHER}
-RESOLVERS = {names.BASELINE_RESOLVER, names.PREVIOUS_STATISTICS_RESOLVER}
+RESOLVERS = {
+    names.BASELINE_RESOLVER,
+    names.PREVIOUS_STATISTICS_RESOLVER,
+    names.HYPERPARAMETERS_RESOLVER,
+}
 NODES = {
     names.EXAMPLE_GEN,
     names.STATISTICS_GEN,
@@ -269,7 +273,6 @@ def test_a_killed_run_resumes_from_the_cache_and_pushes_at_most_once(runs):
         names.EXAMPLE_VALIDATOR,
         names.DATA_GATE,
         names.TRANSFORM,
-        names.TUNER,
     }
     assert {resumed[node] for node in before_training} == {"CACHED"}  # done before the kill
     assert {resumed[node] for node in DOWNSTREAM_OF_TRAINING} == {"COMPLETE"}
@@ -289,6 +292,14 @@ def test_a_killed_run_resumes_from_the_cache_and_pushes_at_most_once(runs):
     assert [m.id for m in baseline] == [
         lineage.run_outputs(store, first_trainer.execution.id)["model"][0].id
     ]
+    # New data, no Tuner: the hyperparameters run 1 tuned are reused (issue 14.4)
+    first_tuner = next(
+        r for r in lineage.run_executions(store, first_run_id) if r.node_id == names.TUNER
+    )
+    used = lineage.run_inputs(store, by_node[names.TRAINER].id)["hyperparameters"]
+    tuned = lineage.run_outputs(store, first_tuner.execution.id)["best_hyperparameters"]
+    assert [h.id for h in used] == [tuned[0].id]
+    assert names.TUNER not in states(store, config, 5)
     blessed = "Blessed: yes" in consoles["resumed"]
     assert len(versions(config)) == 1 + blessed
     assert all((version / "saved_model.pb").is_file() for version in versions(config))
@@ -349,14 +360,14 @@ def test_lineage_runs_lists_cached_and_executed_components(runs, capsys):
         "FAILED",
     ]
     assert [len(run["executed"]) for run in listed[:3]] == [13, 2, 5]  # resolvers always run
-    assert [len(run["cached"]) for run in listed[:3]] == [0, 11, 8]
+    assert [len(run["cached"]) for run in listed[:3]] == [0, 10, 7]  # no Tuner after run 1
     assert listed[0]["pushed_to"] is not None and listed[2]["pushed_to"] is None
     table = lineage_cli(config, "runs", capsys=capsys)
     assert "#3" in table and "INTERRUPTED" in table
 
 
 def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
-    config, _, _, _ = runs
+    config, store, _, _ = runs
     found = json.loads(lineage_cli(config, "--json", "trace", "latest-pushed", capsys=capsys))
     (input_file,) = found["examples"]["input_files"]
     data_file = Path(input_file["path"])
@@ -366,6 +377,8 @@ def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
     assert set(found["examples"]["split_counts"]) == {"train", "eval"}
     assert found["training"]["train_steps"] == 60
     assert found["training"]["hyperparameters"]  # the Tuner's choice
+    first_run = lineage.run_ids(store, config.pipeline_name)[0]
+    assert found["training"]["hyperparameters_source"]["tuned_in_run"] == first_run
     assert (
         found["evaluation"]["blessed"] is True and 0 <= found["evaluation"]["metrics"]["auc"] <= 1
     )
@@ -376,6 +389,8 @@ def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
     text = lineage_cli(config, "trace", "latest-pushed", capsys=capsys)
     assert f"sha256 {input_file['sha256']}" in text
     assert "decision threshold: " in text and "Fairness (gap: slice minus overall" in text
+    reused = found["model"]["trained_in_run"] != first_run
+    assert ("hyperparameters (reused, tuned in run " if reused else "(tuned in this run") in text
     assert found["schema_difference"] == []
     assert "difference (inferred vs curated): none" in text
 

@@ -72,10 +72,13 @@ def test_flags_override_config(tmp_path):
             "--beam-arg=--foo=1",
             "--output-dir",
             str(tmp_path),
+            "--tune",
         ]
     )
     config = pipeline_config.config_from_arguments(args)
     assert config.train_steps == 7
+    assert config.tune is True
+    assert pipeline_config.config_from_arguments(parser.parse_args([])).tune is False
     assert config.output_dir == str(tmp_path)
     assert config.beam_pipeline_args == [
         "--direct_running_mode=multi_processing",
