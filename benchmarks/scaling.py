@@ -23,6 +23,7 @@ from pipeline.config import BUNDLED_DATA_DIR
 
 FIXED_TRAINING = ["--tuner-trials", "1", "--tuner-train-steps", "50", "--train-steps", "100"]
 ID_OFFSET = 10_000_000  # above every real complaint id
+FULL_DATABASE_ROWS = 770_000  # labelled CFPB complaints, until disputes stopped in 2017
 
 
 def replicate(multiple: int, folder: Path) -> tuple[Path, int]:
@@ -56,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     workspace = Path(tempfile.mkdtemp(prefix="cfpb-scaling-"))
     sizes, seconds, arrow = [], {name: [] for name in DATA_HEAVY}, []
-    walls = []
+    walls, peaks = [], []
     for multiple in args.multiples:
         data_file, rows = replicate(multiple, workspace / f"data-{multiple}x")
         arrow.append(arrow_rows_per_second(data_file))
@@ -69,6 +70,7 @@ def main() -> None:
         )
         sizes.append(rows)
         walls.append(run.wall_seconds)
+        peaks.append(max(c.peak_rss_mib for c in run.components.values()))
         for name in DATA_HEAVY:
             seconds[name].append(run.components[name].seconds)
         data_file.unlink()  # a 64x copy is ~300 MB
@@ -81,6 +83,7 @@ def main() -> None:
         "whole run (wall, s)",
         "ExampleGen rows/s",
         "pyarrow read rows/s",
+        "peak memory (MiB)",
     ]
     table = []
     for i, rows in enumerate(sizes):
@@ -92,18 +95,21 @@ def main() -> None:
                 f"{walls[i]:.0f}",
                 f"{rows / seconds['ExampleGen'][i]:,.0f}",
                 f"{arrow[i]:,.0f}",
+                f"{peaks[i]:,.0f}",
             ]
         )
     print(markdown_table(header, table))
 
+    if len(sizes) < 2:
+        return  # a fit needs two sizes
     print("\nLinear fit, seconds = fixed + slope x rows (least squares over the sizes):\n")
     fit_rows = []
-    for name in DATA_HEAVY:
-        slope, fixed = np.polyfit(sizes, seconds[name], 1)
+    for name, measured in [*seconds.items(), ("whole run (wall)", walls)]:
+        slope, fixed = np.polyfit(sizes, measured, 1)
         predicted = np.polyval([slope, fixed], sizes)
-        residual = np.sum((np.array(seconds[name]) - predicted) ** 2)
-        total = np.sum((np.array(seconds[name]) - np.mean(seconds[name])) ** 2) or 1.0
-        growth = seconds[name][-1] / seconds[name][-2] if len(sizes) > 1 else float("nan")
+        residual = np.sum((np.array(measured) - predicted) ** 2)
+        total = np.sum((np.array(measured) - np.mean(measured)) ** 2) or 1.0
+        growth = measured[-1] / measured[-2] if len(sizes) > 1 else float("nan")
         fit_rows.append(
             [
                 name,
@@ -111,6 +117,7 @@ def main() -> None:
                 f"{slope * 1000:.3f}",
                 f"{1 - residual / total:.3f}",
                 f"{growth:.2f} for {sizes[-1] / sizes[-2]:.0f}x rows" if len(sizes) > 1 else "-",
+                f"{fixed + slope * FULL_DATABASE_ROWS:.0f}",
             ]
         )
     print(
@@ -121,6 +128,7 @@ def main() -> None:
                 "slope (s per 1,000 rows)",
                 "R²",
                 "time ratio, last two sizes",
+                f"projected at {FULL_DATABASE_ROWS:,} rows (s)",
             ],
             fit_rows,
         )
