@@ -105,3 +105,11 @@ def test_the_sensor_passes_on_the_oldest_unread_span_with_files(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [1, 3, None]
+
+
+def test_tuning_every_run_is_a_setting(tmp_path):
+    """CFPB_TUNE reads as a switch: "false" must not turn tuning on."""
+    assert (
+        " --tune" not in show_dag(tmp_path, CFPB_TUNE="false")["tasks"]["train_and_push"]["command"]
+    )
+    assert " --tune" in show_dag(tmp_path, CFPB_TUNE="true")["tasks"]["train_and_push"]["command"]
