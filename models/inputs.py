@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
 
 from models import features
@@ -14,7 +14,7 @@ BATCH_SIZE = 64
 
 def make_dataset(
     file_pattern: list[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int = BATCH_SIZE,
 ) -> tf.data.Dataset:

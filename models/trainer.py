@@ -10,7 +10,7 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from models import features, inputs, model
 
@@ -118,7 +118,7 @@ def load_hyperparameters(config: dict | None) -> kt.HyperParameters:
     return model.hyperparameter_space()
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """Train, record the learning curves, and save the model with its serving signature."""
     model.make_reproducible(int(fn_args.custom_config["seed"]))  # set by create_pipeline
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)

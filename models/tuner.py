@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import keras_tuner as kt
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
 
 from models import inputs, model
 
 
-def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """RandomSearch maximising validation AUC.
 
     custom_config carries the budget (max_trials) and the seed; create_pipeline sets both from
@@ -30,7 +31,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     )
     train = inputs.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
     evaluation = inputs.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
-    return tfx.components.TunerFnResult(
+    return TunerFnResult(
         tuner=tuner,
         fit_kwargs={
             "x": train,

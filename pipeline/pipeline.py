@@ -8,14 +8,20 @@ from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
-from tfx import v1 as tfx
+from google.protobuf.wrappers_pb2 import BoolValue
+from tfx import components  # not tfx.v1, see the note below the imports
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
 )
 from tfx.orchestration.data_types import RuntimeParameter
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from lineage import fairness
 from models import features
@@ -31,6 +37,9 @@ from pipeline.components.gates import DataValidationGate
 from pipeline.components.push import AtomicPusherExecutor
 from pipeline.components.schema_importer import CuratedSchemaImporter
 from pipeline.config import PROJECT_ROOT, PipelineConfig
+
+# tfx.v1 is not imported on the runner path: its extensions import the Google Cloud AI
+# Platform SDK, 13 of the 36 s a cached rerun spent importing (benchmarks/README.md).
 
 # User code is referenced by import path: the project is installed wherever executors
 # run (see README, "Why functions by module path").
@@ -109,8 +118,13 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 signature_name="serving_default",
                 label_key=features.LABEL_KEY,
                 prediction_key=features.PREDICTION_KEY,
+                # Said, not guessed: TFMA would load the model once more to find out (2 s).
+                model_type=tfma.TF_KERAS,
             )
         ],
+        # Not the metrics the model was compiled with: TFMA loaded the Keras model once more
+        # to compute them (11 s of the Evaluator's 30), and their "auc" shadowed TFMA's own.
+        options=tfma.Options(include_default_metrics=BoolValue(value=False)),
         slicing_specs=overall + [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_KEYS],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
@@ -127,21 +141,19 @@ def fairness_gate(config: PipelineConfig) -> fairness.GateSettings:
 
 def look_back(
     node_id: str, strategy, candidate=None, config: dict | None = None, **channels
-) -> tfx.dsl.Resolver:
+) -> Resolver:
     """A resolver for earlier artifacts; the candidate (this run's own) is left out locally.
 
     On KFP there is no candidate: its compiler accepts only TFX's plain strategies.
     """
     if candidate is not None:
         channels[CANDIDATE_KEY] = candidate
-    return tfx.dsl.Resolver(strategy_class=strategy, config=config or {}, **channels).with_id(
-        node_id
-    )
+    return Resolver(strategy_class=strategy, config=config or {}, **channels).with_id(node_id)
 
 
 def runtime_parameter_values(config: PipelineConfig) -> dict[str, str]:
     """The Kubeflow flavour's runtime parameters, valued from config (JSON for train-args)."""
-    train_args = tfx.proto.TrainArgs(num_steps=config.train_steps)
+    train_args = trainer_pb2.TrainArgs(num_steps=config.train_steps)
     return {
         DATA_DIR_PARAMETER: str(config.data_dir),
         TRAIN_ARGS_PARAMETER: json.dumps(json_format.MessageToDict(train_args)),
@@ -164,7 +176,7 @@ def create_pipeline(
     check_drift: bool = True,
     schema_file_in_image: str | None = None,
     tune: bool | None = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """ExampleGen, statistics, the inferred and the curated schema, validation and its gate,
     Transform, Tuner (or the latest tuned hyperparameters), Trainer, Evaluator (with
     fairness) against the previous blessed model, Pusher.
@@ -187,7 +199,7 @@ def create_pipeline(
     """
     fingerprint = {"code_fingerprint": code_fingerprint(), "seed": config.seed}
     data_dir: str | RuntimeParameter = str(config.data_dir)
-    train_args: tfx.proto.TrainArgs | RuntimeParameter = tfx.proto.TrainArgs(
+    train_args: trainer_pb2.TrainArgs | RuntimeParameter = trainer_pb2.TrainArgs(
         num_steps=config.train_steps
     )
     if runtime_parameters:
@@ -199,21 +211,21 @@ def create_pipeline(
 
     example_gen_component = FileBasedExampleGen(
         input_base=data_dir,
-        input_config=tfx.proto.Input(
-            splits=[tfx.proto.Input.Split(name="all", pattern=config.input_pattern)]
+        input_config=example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="all", pattern=config.input_pattern)]
         ),
-        output_config=tfx.proto.Output(
-            split_config=tfx.proto.SplitConfig(
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
                 splits=[
-                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=3),
-                    tfx.proto.SplitConfig.Split(
+                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
+                    example_gen_pb2.SplitConfig.Split(
                         name="eval", hash_buckets=config.eval_split_buckets
                     ),
                 ]
             )
         ),
-        range_config=tfx.proto.RangeConfig(
-            static_range=tfx.proto.StaticRange(
+        range_config=range_config_pb2.RangeConfig(
+            static_range=range_config_pb2.StaticRange(
                 start_span_number=config.span, end_span_number=config.span
             )
         )
@@ -224,20 +236,20 @@ def create_pipeline(
     ).with_id(names.EXAMPLE_GEN)
     examples = example_gen_component.outputs["examples"]
 
-    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(names.STATISTICS_GEN)
+    statistics_gen = components.StatisticsGen(examples=examples).with_id(names.STATISTICS_GEN)
     statistics = statistics_gen.outputs["statistics"]
     # The schema this run's data would get, kept beside the curated one (which data is
     # validated against): their difference is reported with the run (lineage/schema_diff.py).
-    schema_gen = tfx.components.SchemaGen(statistics=statistics, infer_feature_shape=True).with_id(
+    schema_gen = components.SchemaGen(statistics=statistics, infer_feature_shape=True).with_id(
         names.SCHEMA_GEN
     )
     schema_importer = CuratedSchemaImporter(
         schema_file_in_image or config.schema_file, content_file=config.schema_file
     ).with_id(names.SCHEMA_IMPORTER)
     schema = schema_importer.outputs[names.CURATED_SCHEMA_KEY]
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics, schema=schema
-    ).with_id(names.EXAMPLE_VALIDATOR)
+    example_validator = components.ExampleValidator(statistics=statistics, schema=schema).with_id(
+        names.EXAMPLE_VALIDATOR
+    )
     # Drift is checked against StatisticsGen's output of the previous run.
     previous_statistics = None
     if check_drift:
@@ -246,7 +258,7 @@ def create_pipeline(
             PreviousArtifactStrategy,
             candidate=statistics,
             config={"producer_node": statistics_gen.id},  # not Transform's statistics
-            statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+            statistics=Channel(type=standard_artifacts.ExampleStatistics),
         )
     data_gate = DataValidationGate(
         anomalies=example_validator.outputs["anomalies"],
@@ -255,10 +267,13 @@ def create_pipeline(
         previous_statistics=previous_statistics and previous_statistics.outputs["statistics"],
         code_fingerprint=code_fingerprint(GATE_CODE),
     ).with_id(names.DATA_GATE)
-    transform = tfx.components.Transform(
+    transform = components.Transform(
         examples=examples,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
+        # Its pre- and post-transform statistics were a third of its time and nothing read
+        # them: StatisticsGen's are the ones validated and compared (benchmarks/README.md).
+        disable_statistics=True,
         custom_config=fingerprint,
     ).with_id(names.TRANSFORM)
     transform.add_upstream_node(data_gate)  # nothing is transformed or trained from bad data
@@ -266,12 +281,12 @@ def create_pipeline(
     transform_graph = transform.outputs["transform_graph"]
 
     if hyperparameters.should_tune(config) if tune is None else tune:
-        tuning = tfx.components.Tuner(
+        tuning = components.Tuner(
             examples=transformed,
             transform_graph=transform_graph,
             tuner_fn=TUNER_FN,
-            train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
-            eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+            train_args=trainer_pb2.TrainArgs(num_steps=config.tuner_train_steps),
+            eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
             custom_config={**fingerprint, "max_trials": config.tuner_trials},
         ).with_id(names.TUNER)
         best_hyperparameters = tuning.outputs["best_hyperparameters"]
@@ -279,17 +294,17 @@ def create_pipeline(
         tuning = look_back(
             names.HYPERPARAMETERS_RESOLVER,
             LatestArtifactStrategy,
-            hyperparameters=tfx.dsl.Channel(type=tfx.types.standard_artifacts.HyperParameters),
+            hyperparameters=Channel(type=standard_artifacts.HyperParameters),
         )
         best_hyperparameters = tuning.outputs["hyperparameters"]
-    trainer = tfx.components.Trainer(
+    trainer = components.Trainer(
         examples=transformed,
         transform_graph=transform_graph,
         hyperparameters=best_hyperparameters,
         run_fn=RUN_FN,
         custom_executor_spec=executor_spec.ExecutorClassSpec(provenance.TrainerExecutor),
         train_args=train_args,
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
         custom_config=fingerprint,
     ).with_id(names.TRAINER)
     baseline_model = look_back(
@@ -298,8 +313,8 @@ def create_pipeline(
         if exclude_candidate_from_baseline
         else LatestBlessedModelStrategy,
         candidate=trainer.outputs["model"] if exclude_candidate_from_baseline else None,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     )
     evaluator = FairEvaluator(
         examples=examples,
@@ -309,17 +324,17 @@ def create_pipeline(
         fairness_gate=fairness_gate(config),
         code_fingerprint=code_fingerprint(EVALUATOR_CODE),
     ).with_id(names.EVALUATOR)
-    pusher = tfx.components.Pusher(
+    pusher = components.Pusher(
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=str(config.serving_model_dir)
             )
         ),
     ).with_id(names.PUSHER)
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=str(config.pipeline_root),
         components=[

@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 from tfx.dsl.compiler.compiler import Compiler
 
 from pipeline import names
+from pipeline import pipeline as pipeline_module
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.pipeline import (
     DATA_DIR_PARAMETER,
@@ -125,14 +126,14 @@ def test_kubeflow_spec_loads_with_the_kfp_sdk(tmp_path):
 
 def test_a_component_added_to_the_pipeline_reaches_every_runner(tmp_path, monkeypatch):
     """As if a component were added to create_pipeline: no runner is touched."""
-    build_pipeline = tfx.dsl.Pipeline
+    build_pipeline = pipeline_module.Pipeline
 
     def pipeline_with_extra_component(*args, components, **kwargs):
         examples = components[0].outputs["examples"]
         extra = tfx.components.StatisticsGen(examples=examples).with_id("ExtraStatistics")
         return build_pipeline(*args, components=[*components, extra], **kwargs)
 
-    monkeypatch.setattr(tfx.dsl, "Pipeline", pipeline_with_extra_component)
+    monkeypatch.setattr(pipeline_module, "Pipeline", pipeline_with_extra_component)
     config = PipelineConfig(output_dir=str(tmp_path))
     assert ir_graph(create_pipeline(config))["ExtraStatistics"] == [names.EXAMPLE_GEN]
     assert kfp_graph(kfp_spec(tmp_path))["ExtraStatistics"] == [names.EXAMPLE_GEN]
