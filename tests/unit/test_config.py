@@ -84,6 +84,7 @@ def test_flags_override_config(tmp_path):
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",
         "--foo=1",
+        f"--setup_file={pipeline_config.PROJECT_ROOT / 'setup.py'}",
     ]
     assert config.metadata_connection_config().sqlite.filename_uri == str(
         tmp_path / "metadata.sqlite"
@@ -91,6 +92,15 @@ def test_flags_override_config(tmp_path):
     # A scheduler passes a config on as flags: they rebuild the same config.
     again = parser.parse_args(pipeline_config.config_arguments(config))
     assert pipeline_config.config_from_arguments(again) == config
+
+
+def test_tfx_packages_itself_for_remote_beam_workers_only():
+    """A dependency flag keeps TFX from building an sdist of itself in every Beam component;
+    DirectRunner ignores it, and a remote runner gets TFX's own handling (or the user's)."""
+    local = pipeline_config.PipelineConfig()
+    assert any(arg.startswith("--setup_file=") for arg in local.beam_pipeline_args)
+    remote = pipeline_config.PipelineConfig(extra_beam_args=("--runner=DataflowRunner",))
+    assert not any(arg.startswith("--setup_file=") for arg in remote.beam_pipeline_args)
 
 
 def test_mysql_connection_takes_the_password_from_the_environment(monkeypatch):
