@@ -359,7 +359,8 @@ def test_lineage_runs_lists_cached_and_executed_components(runs, capsys):
         "COMPLETE",
         "FAILED",
     ]
-    assert [len(run["executed"]) for run in listed[:3]] == [13, 2, 5]  # resolvers always run
+    # resolvers always run; from run 2 on, LatestHyperparametersResolver stands in for the Tuner
+    assert [len(run["executed"]) for run in listed[:3]] == [13, 3, 6]
     assert [len(run["cached"]) for run in listed[:3]] == [0, 10, 7]  # no Tuner after run 1
     assert listed[0]["pushed_to"] is not None and listed[2]["pushed_to"] is None
     table = lineage_cli(config, "runs", capsys=capsys)
