@@ -1,6 +1,7 @@
 """Where each component's time goes: a sampling profile (py-spy) of one default run.
 
     .venv/bin/python benchmarks/profile_components.py [--py-spy PATH] [runner flags...]
+    .venv/bin/python benchmarks/profile_components.py --raw PROFILE   # summarize it again
 
 py-spy is not in the lock (it is a tool, not a dependency): `pip install py-spy` anywhere and
 pass its path. Beam runs in_memory, in the runner's process, so every executor's work is in
@@ -44,7 +45,9 @@ PHASES = [
     ("tf.Example encoding", "example_coder"),
     ("CSV parsing", "pyarrow/"),
     ("TFRecord writing", "apache_beam/io/"),
-    ("Beam runner", "apache_beam/runners/"),
+    ("TFX packaging itself for Beam workers", "tfx/utils/dependency_utils.py"),
+    ("Beam pickling (dill)", "apache_beam/internal/"),
+    ("Beam graph and bundle overhead", "apache_beam/"),
 ]
 
 
@@ -68,15 +71,19 @@ def summarize(raw: Path) -> tuple[dict[str, Counter], Counter]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    parser.add_argument("--raw", type=Path, help="summarize this earlier profile instead")
     args, runner_flags = parser.parse_known_args()
-    output_dir = tempfile.mkdtemp(prefix="cfpb-profile-")
-    raw = Path(output_dir) / "profile.txt"
-    command = [sys.executable, str(RUNNER), "--output-dir", output_dir, *runner_flags]
-    subprocess.run(
-        [args.py_spy, "record", "--rate", str(RATE), "--format", "raw", "--output", str(raw),
-         "--nonblocking", "--", *command],
-        check=True, stdout=sys.stderr,
-    )  # fmt: skip
+    raw = args.raw
+    if raw is None:
+        output_dir = tempfile.mkdtemp(prefix="cfpb-profile-")
+        raw = Path(output_dir) / "profile.txt"
+        command = [sys.executable, str(RUNNER), "--output-dir", output_dir, *runner_flags]
+        subprocess.run(
+            [args.py_spy, "record", "--rate", str(RATE), "--format", "raw", "--output", str(raw),
+             "--nonblocking", "--", *command],
+            check=True, stdout=sys.stderr,
+        )  # fmt: skip
+        print(f"raw profile: {raw}", file=sys.stderr)
     by_component, outside = summarize(raw)
     print(f"Machine: {machine()}\n\nSampled at {RATE}/s; seconds of samples per phase:\n")
     rows = []
