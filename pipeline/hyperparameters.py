@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from lineage.store import connect
 from pipeline.config import PipelineConfig
 
 HYPERPARAMETERS_TYPE = "HyperParameters"
@@ -31,7 +31,8 @@ def tuned_before(config: PipelineConfig) -> bool:
         return False
     if connection.HasField("sqlite") and not Path(connection.sqlite.filename_uri).exists():
         return False
-    store = metadata_store.MetadataStore(connection)
+    # With retries: runs starting at once on an empty MySQL database race to create MLMD's tables.
+    store = connect(connection)
     pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, config.pipeline_name)
     if pipeline is None:
         return False
