@@ -13,11 +13,10 @@ from pathlib import Path
 
 from ml_metadata.proto import metadata_store_pb2
 
-from lineage.store import connect
+from lineage.store import PIPELINE_CONTEXT, connect
 from pipeline.config import PipelineConfig
 
 HYPERPARAMETERS_TYPE = "HyperParameters"
-PIPELINE_CONTEXT = "pipeline"
 
 
 def tuned_before(config: PipelineConfig) -> bool:

@@ -7,6 +7,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 from test_runner_parity import REMOTE, ir_graph
 
+from lineage.store import PIPELINE_CONTEXT
 from pipeline import hyperparameters, names
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
@@ -18,10 +19,8 @@ def record_hyperparameters(config: PipelineConfig, pipeline_name: str, state) ->
     type_id = store.put_artifact_type(
         metadata_store_pb2.ArtifactType(name=hyperparameters.HYPERPARAMETERS_TYPE)
     )
-    context_type = store.put_context_type(
-        metadata_store_pb2.ContextType(name=hyperparameters.PIPELINE_CONTEXT)
-    )
-    existing = store.get_context_by_type_and_name(hyperparameters.PIPELINE_CONTEXT, pipeline_name)
+    context_type = store.put_context_type(metadata_store_pb2.ContextType(name=PIPELINE_CONTEXT))
+    existing = store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
     context_id = (
         existing.id
         if existing
