@@ -49,7 +49,12 @@ RUN_FN = "models.trainer.run_fn"
 # The code behind each cached result, hashed into its component's properties: TFX's cache key
 # holds the class or function path only, so without these an edit would reuse stale results.
 MODEL_CODE = ("models/*.py",)
-EXAMPLE_GEN_CODE = ("pipeline/components/example_gen.py", "data/checks.py", "models/features.py")
+EXAMPLE_GEN_CODE = (
+    "pipeline/components/example_gen.py",
+    "pipeline/components/example_records.py",
+    "data/checks.py",
+    "models/features.py",
+)
 GATE_CODE = ("pipeline/components/gates.py", "lineage/artifacts.py")
 EVALUATOR_CODE = (
     "pipeline/components/evaluator.py",

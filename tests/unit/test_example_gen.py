@@ -9,9 +9,12 @@ import pytest
 import tensorflow as tf
 from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
 from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
 
 from models import features
-from pipeline.components.example_gen import row_to_example, serialized_examples
+from pipeline.components import example_gen
+from pipeline.components.example_gen import Executor, row_to_example, serialized_examples
 from pipeline.config import BUNDLED_DATA_DIR
 
 SAMPLE = BUNDLED_DATA_DIR / "complaints.csv"
@@ -99,3 +102,73 @@ def test_not_a_prepared_file_is_refused_before_reading(tmp_path):
     path = write(tmp_path / "raw.csv", "Date received,Product\n2015-01-01,Card\n")
     with pytest.raises(ValueError, match="not a prepared CFPB file"):
         list(serialized_examples(str(path)))
+
+
+def run_executor(tmp_path: Path, splits: list[tuple[str, str]], hash_buckets: list[int]):
+    """ExampleGen's executor on files under tmp_path/input; the Examples artifact it wrote."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    input_config = example_gen_pb2.Input(
+        splits=[example_gen_pb2.Input.Split(name=n, pattern=p) for n, p in splits]
+    )
+    output_config = example_gen_pb2.Output()
+    for name, buckets in zip(["train", "eval"], hash_buckets, strict=False):
+        output_config.split_config.splits.add(name=name, hash_buckets=buckets)
+    Executor().Do(
+        {},
+        {standard_component_specs.EXAMPLES_KEY: [examples]},
+        {
+            standard_component_specs.INPUT_BASE_KEY: str(tmp_path / "input"),
+            standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+            standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output_config),
+            standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+            standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        },
+    )
+    return examples
+
+
+def read_split(examples, name: str) -> list[bytes]:
+    files = sorted((Path(examples.uri) / f"Split-{name}").iterdir())
+    dataset = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP")
+    return [record.numpy() for record in dataset]
+
+
+def test_executor_writes_every_row_once_in_its_hash_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(example_gen, "BLOCK_BYTES", 256 << 10)  # several blocks per file
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "complaints.csv").write_bytes(SAMPLE.read_bytes())
+    examples = run_executor(tmp_path, [("all", "*.csv")], [3, 1])
+
+    expected = reference(SAMPLE)
+    split = example_gen_pb2.SplitConfig(
+        splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1),
+        ]
+    )
+    for index, name in enumerate(["train", "eval"]):
+        # every row in its split, in the file's order
+        assert read_split(examples, name) == [
+            record for record in expected if _PartitionFn(record, 2, [3, 4], split) == index
+        ]
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    assert len(list((Path(examples.uri) / "Split-train").iterdir())) > 1
+    assert sorted(p.name for p in Path(examples.uri).iterdir()) == ["Split-eval", "Split-train"]
+
+
+def test_executor_keeps_input_splits_and_an_empty_split_is_readable(tmp_path):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    header = "complaint_id,product,consumer_disputed\n"
+    write(folder / "a.csv", header + "1,Card,0\n2,Loan,1\n")
+    write(folder / "b.csv", header)
+    examples = run_executor(tmp_path, [("train", "a.csv"), ("eval", "b.csv")], [])
+    assert read_split(examples, "train") == reference(folder / "a.csv")
+    assert read_split(examples, "eval") == []
+
+
+def test_executor_names_a_pattern_matching_nothing(tmp_path):
+    (tmp_path / "input").mkdir()
+    with pytest.raises(ValueError, match="no input file matches"):
+        run_executor(tmp_path, [("all", "*.csv")], [3, 1])
