@@ -278,7 +278,7 @@ def test_integer_and_word_labels_in_one_data_folder_are_refused_before_the_run(t
     result = run_runner("--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "o"))
     assert result.returncode == 2, result.stderr[-2000:]
     first_word = words[0][LABEL_KEY]
-    assert f"{tmp_path / 'data' / 'b.csv'}, line 2: {LABEL_KEY} is {first_word!r}" in result.stderr
+    assert f"{tmp_path / 'data' / 'b.csv'}, row 2: {LABEL_KEY} is {first_word!r}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -298,3 +298,17 @@ def test_data_checks_read_only_the_newest_span_and_name_a_late_nul_byte(tmp_path
     newest.write_bytes(newest.read_bytes() + b"\x00" + b"x" * 10 + b"\n")
     (problem,) = checks.data_problems(config)
     assert problem.startswith(f"{newest}, line ") and "not a readable CSV" in problem
+
+
+def test_a_word_label_after_many_integer_rows_in_one_file_is_named_by_row(tmp_path):
+    """The label check reads the label column in blocks: a late word is still found."""
+    from pipeline import checks
+
+    path = tmp_path / "mixed.csv"
+    body = "".join(f'{n},"two\nlines",0\n' for n in range(50_000)) + "50000,x,Yes\n"
+    path.write_text("complaint_id,consumer_complaint_narrative," + LABEL_KEY + "\n" + body)
+    problem = checks.label_type_problem([path])
+    assert problem.startswith(f"{path}, row 50002: {LABEL_KEY} is 'Yes', while {path} has 0/1")
+    words = tmp_path / "words.csv"
+    words.write_text(f"complaint_id,{LABEL_KEY}\n1,Yes\n2,No\n")
+    assert checks.label_type_problem([words]) is None  # all words: the data gate names them
