@@ -43,6 +43,7 @@ PHASES = [
     ("TFMA writers", "tensorflow_model_analysis/writers/"),
     ("Keras fit", "keras/src/engine/training.py"),
     ("tf.Example encoding", "example_coder"),
+    ("tf.Example bytes and TFRecord framing", "pipeline/components/example_records.py"),
     ("CSV parsing", "pyarrow/"),
     ("TFRecord writing", "apache_beam/io/"),
     ("TFX packaging itself for Beam workers", "tfx/utils/dependency_utils.py"),

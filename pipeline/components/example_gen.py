@@ -3,9 +3,9 @@
 TFX's CsvExampleGen infers column types from the data, so a ZIP code column that
 happens to be all digits becomes an integer and serving requests would then need a
 different type than the one documented. Reading the prepared file ourselves keeps
-the types fixed. pyarrow parses it in blocks (multi-line narratives stay whole) and
-tfx_bsl's C++ encoder builds the examples: a Python csv reader and one tf.train.Example
-at a time ran at about 0.3% of pyarrow's speed (benchmarks/README.md).
+the types fixed. pyarrow parses it in blocks (multi-line narratives stay whole), and each
+block is encoded (example_records.py) and written as a whole: a Python csv reader and one
+tf.train.Example at a time ran at about 0.3% of pyarrow's speed (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class _WriteExampleFiles(beam.DoFn):
             handle.write(example_records.gzip_bytes(data))
         fileio.rename(staged, os.path.join(self._split_uris[split], name), overwrite=True)
 
-    def process(self, job: Job) -> Iterator[tuple[int, int]]:
+    def process(self, job: Job) -> None:
         file_index, path, fixed_split = job
         written = np.zeros(len(self._split_uris), np.int64)
         with ThreadPoolExecutor(max_workers=COMPRESSION_THREADS) as pool:
@@ -228,7 +228,7 @@ class _WriteExampleFiles(beam.DoFn):
                 logging.info("ExampleGen: %s: %d rows so far", path, written.sum())
             for future in pending:
                 future.result()
-        yield from enumerate(written.tolist())
+        logging.info("ExampleGen: %s: rows per split %s", path, written.tolist())
 
 
 def _output_plan(exec_properties: dict) -> tuple[list[str], list[int], list[Job]]:
