@@ -163,30 +163,6 @@ def serialized_blocks(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[pa.
         first_row += batch.num_rows
 
 
-def serialized_examples(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """serialized_blocks, one record at a time."""
-    for block in serialized_blocks(path, block_bytes):
-        yield from block.to_pylist()
-
-
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(bytes)
-def _CanonicalCsvToExample(  # noqa: N802 (Beam's PTransform naming)
-    pipeline: beam.Pipeline, exec_properties: dict, split_pattern: str
-) -> beam.PCollection:
-    """Record by record, for TFX's GenerateExamplesByBeam; Executor.Do writes blocks instead."""
-    pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
-    paths = sorted(fileio.glob(pattern))
-    if not paths:
-        raise ValueError(f"no input file matches {pattern}")
-    return (
-        pipeline
-        | "ListFiles" >> beam.Create(paths)
-        | "ToSerializedExamples" >> beam.FlatMap(serialized_examples)
-    )
-
-
 class _WriteExampleFiles(beam.DoFn):
     """Writes one input file's examples a block at a time: a gzipped TFRecord file per block
     and split, compressed in threads while the next block is read.
@@ -265,7 +241,8 @@ class Executor(BaseExampleGenExecutor):
     """
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX API)
-        return _CanonicalCsvToExample
+        # Only TFX's own Do and GenerateExamplesByBeam call this, and Do is replaced below.
+        raise NotImplementedError("this ExampleGen writes whole blocks in Do, not records")
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
         self._log_startup(input_dict, output_dict, exec_properties)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tfx.utils import proto_utils
 
 from models import features
 from pipeline.components import example_gen
-from pipeline.components.example_gen import Executor, row_to_example, serialized_examples
+from pipeline.components.example_gen import Executor, row_to_example, serialized_blocks
 from pipeline.config import BUNDLED_DATA_DIR
 
 SAMPLE = BUNDLED_DATA_DIR / "complaints.csv"
@@ -25,6 +26,12 @@ def reference(path: Path) -> list[bytes]:
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     return [row_to_example(row).SerializeToString(deterministic=True) for row in rows]
+
+
+def serialized_examples(path: str, block_bytes: int = example_gen.BLOCK_BYTES) -> Iterator[bytes]:
+    """ExampleGen's records of a CSV, one at a time."""
+    for block in serialized_blocks(path, block_bytes):
+        yield from block.to_pylist()
 
 
 def write(path: Path, text: str) -> Path:
