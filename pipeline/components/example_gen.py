@@ -125,7 +125,8 @@ def _label_entries(labels: pa.Array, path: str, first_row: int, kinds: set[bool]
     both would crash StatisticsGen without a word, so it is refused here with the row.
     """
     distinct = pc.unique(labels)
-    numbers = {label: features.integer_label(label) for label in distinct.to_pylist() if label}
+    texts = distinct.to_pylist()
+    numbers = {label: features.integer_label(label) for label in texts if label}
     if len(kinds | {number is not None for number in numbers.values()}) == 2:
         _refuse_mixed_labels(labels, path, first_row, kinds)
     kinds.update(number is not None for number in numbers.values())
@@ -138,7 +139,7 @@ def _label_entries(labels: pa.Array, path: str, first_row: int, kinds: set[bool]
         )
         if label
         else None
-        for label in distinct.to_pylist()
+        for label in texts
     ]
     return pa.array(entries, pa.binary()).take(pc.index_in(labels, distinct))
 

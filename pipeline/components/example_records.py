@@ -55,10 +55,14 @@ def _row_bytes(rows: int, pieces: list[bytes | np.ndarray]) -> pa.Array:
             blocks.append(_varint_digits(piece))
             keep.append(np.arange(_MAX_VARINT_BYTES) < _varint_widths(piece)[:, None])
     mask = np.hstack(keep)
-    data = np.hstack(blocks)[mask]
-    offsets = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int32)
+    return _binary_array(np.cumsum(mask.sum(axis=1)), np.hstack(blocks)[mask])
+
+
+def _binary_array(ends: np.ndarray, data: np.ndarray | bytes) -> pa.Array:
+    """A binary array over `data`, value i ending at ends[i] (no copy of the data)."""
+    offsets = np.concatenate([[0], ends]).astype(np.int32)
     return pa.Array.from_buffers(
-        pa.binary(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        pa.binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
 
 
@@ -157,11 +161,7 @@ def tfrecord_bytes(records: pa.Array, crcs: np.ndarray) -> pa.Buffer:
 
 
 def _fixed_width(data: bytes, width: int) -> pa.Array:
-    rows = len(data) // width
-    offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int32)
-    return pa.Array.from_buffers(
-        pa.binary(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
+    return _binary_array(np.arange(width, len(data) + 1, width), data)
 
 
 def gzip_bytes(data: bytes | pa.Buffer, level: int = GZIP_LEVEL) -> bytes:
