@@ -18,34 +18,89 @@ from models import features
 SNIFF_BYTES = 8192
 APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"  # how every macOS "._" metadata file begins
 NUL_GUESS = "not a UTF-8 CSV (UTF-16? a macOS ._ file?)"
+# Delimiters other than a comma that a header may be split on, as an error names them.
+OTHER_DELIMITERS = {";": "';'", "\t": "a tab"}
 
 
 class ExportError(ValueError):
     """The input is not a CFPB export this command can read, or the output cannot be written."""
 
 
-def output_problem(sources: Sequence[Path], destination: Path) -> str | None:
+def output_problem(sources: Sequence[Path], destination: str | os.PathLike[str]) -> str | None:
     """Why the prepared CSV cannot be written to `destination`; None if it can.
 
-    Judged from paths alone, so a bad -o is refused before a multi-GB export is read.
+    Judged from paths alone, so a bad -o is refused before a multi-GB export is read. Given
+    as typed (a str), since Path drops the trailing slash that says "a folder".
     """
+    named = os.fspath(destination)
+    destination = Path(named)
     for source in sources:
         if _same_file(source, destination):
             return (
-                f"-o {destination} is the input {source}: writing it would replace the raw "
+                f"-o {named} is the input {source}: writing it would replace the raw "
                 "export. Choose another output file"
             )
-    if destination.is_dir():
+    # A trailing slash names a folder even before it exists: refused like an existing one,
+    # so the same -o does not write DIR/complaints.csv once and fail the next time.
+    if destination.is_dir() or named.endswith(tuple(filter(None, (os.sep, os.altsep)))):
         return (
-            f"-o {destination} is a folder; name the file to write, "
+            f"-o {named} is a folder; name the file to write, "
             f"e.g. -o {destination / 'complaints.csv'}"
         )
     for parent in destination.parents:
         if parent.exists():
             if not parent.is_dir():
-                return f"-o {destination} cannot be created: {parent} is a file, not a folder"
+                return f"-o {named} cannot be created: {parent} is a file, not a folder"
             break
     return None
+
+
+def delimiter_problem(header_line: str, wanted: Collection[str]) -> str | None:
+    """The delimiter a header line holds all `wanted` names on, if not a comma (a spreadsheet's
+    "CSV" in some locales), as a one-line reason; None if it splits on none of them."""
+    for delimiter, shown in OTHER_DELIMITERS.items():
+        try:
+            names = next(csv.reader([header_line.rstrip("\r\n")], delimiter=delimiter), [])
+        except csv.Error:  # e.g. a lone carriage return inside the line
+            continue
+        if set(wanted) <= {name.strip() for name in names}:
+            return (
+                f"not comma-separated: the delimiter looks like {shown} (the header splits on "
+                "it into the CFPB's column names). The file must be comma-separated: "
+                "re-export it as CSV with commas"
+            )
+    return None
+
+
+def non_utf8_at(raw: IO[bytes], chunk_size: int = 1 << 20) -> tuple[int, int, str] | None:
+    """Where a byte stream first stops being UTF-8: (physical line, that byte, why); or None.
+
+    A text reader decodes ahead of the lines it has handed out, so only the bytes tell the
+    line. Lines end at \\n, \\r\\n or a lone \\r, as the csv reader's lines do.
+    """
+    line = 1
+    carried = b""  # a character cut at a chunk's end: decoded with the next chunk
+    after_cr = False  # the bytes counted so far end with \r (a \r\n cut in two)
+    while True:
+        chunk = raw.read(chunk_size)
+        data = carried + chunk
+        carried = b""
+        try:
+            data.decode("utf-8")
+            good, error = data, None
+        except UnicodeDecodeError as caught:
+            good, error = data[: caught.start], caught
+            if chunk and caught.reason == "unexpected end of data":
+                carried, error = data[caught.start :], None
+        line += good.count(b"\n") + good.count(b"\r") - good.count(b"\r\n")
+        if after_cr and good.startswith(b"\n"):
+            line -= 1  # its \r was counted with the chunk before
+        if good:
+            after_cr = good.endswith(b"\r")
+        if error is not None:
+            return line, data[error.start], error.reason
+        if not chunk:
+            return None
 
 
 def repeated_columns_problem(header: list[str], wanted: Collection[str]) -> str | None:

@@ -50,3 +50,10 @@ def normalize_complaint_id(raw: str) -> str | None:
     """The id's digits; "1234.0" (a spreadsheet's re-save) is 1234. None if not a number."""
     match = COMPLAINT_ID.fullmatch(raw)
     return match.group(1) if match else None
+
+
+def malformed_id(raw: str) -> bool:
+    """data.prepare's rule: a Complaint ID that is there but not a number ("abc", "-3", "4.50")
+    is malformed and its row dropped; a blank one is only missing."""
+    raw = raw.strip()
+    return bool(raw) and normalize_complaint_id(raw) is None

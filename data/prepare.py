@@ -25,18 +25,21 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from data.atomic import atomic_write
 from data.checks import (
     SNIFF_BYTES,
     ExportError,
+    delimiter_problem,
+    non_utf8_at,
     nul_problem,
     output_problem,
     repeated_columns_problem,
 )
 from data.normalize import (  # noqa: F401 (normalize_date, normalize_zip: public here too)
     DATE_FORMATS,
+    malformed_id,
     normalize_complaint_id,
     normalize_date,
     normalize_zip,
@@ -102,32 +105,56 @@ def open_export(path: Path) -> Iterator[TextIO]:
     """Open a CSV or a zip holding one CSV, as text, after checking it is not binary."""
     if not path.is_file():
         raise ExportError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as raw:
+            head = raw.read(SNIFF_BYTES)
+        if not head.strip():
+            raise ExportError(f"{path}: the file is empty")
+        problem = nul_problem(head)
+        if problem:
+            raise ExportError(f"{path} {problem}")
+    with _open_bytes(path) as raw:
+        yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+@contextlib.contextmanager
+def _open_bytes(path: Path) -> Iterator[IO[bytes]]:
+    """The bytes of a CSV, or of the one CSV inside a zip."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             members = [name for name in archive.namelist() if name.lower().endswith(".csv")]
             if len(members) != 1:
                 raise ExportError(f"{path}: expected one .csv inside the zip, found {members}")
             with archive.open(members[0]) as raw:
-                yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+                yield raw
         return
     with open(path, "rb") as raw:
-        head = raw.read(SNIFF_BYTES)
-    if not head.strip():
-        raise ExportError(f"{path}: the file is empty")
-    problem = nul_problem(head)
-    if problem:
-        raise ExportError(f"{path} {problem}")
-    with open(path, encoding="utf-8-sig", newline="") as text:
-        yield text
+        yield raw
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where the file stops being UTF-8, found again in its bytes: the text reader decodes
+    ahead of the lines it has given, so the line it is at says nothing."""
+    with _open_bytes(path) as raw:
+        found = non_utf8_at(raw)
+    where = f"byte 0x{found[1]:02x} at line {found[0]} ({found[2]})" if found else error.reason
+    return (
+        f"{path}: not UTF-8 text: {where}. Re-save the file as UTF-8, e.g. iconv -f CP1252 -t UTF-8"
+    )
 
 
 def _read_header(records: RecordReader, path: Path) -> tuple[list[str], Record | None]:
     """The header, fixed for a nameless leading index column, and the first record."""
-    header = next(records, Record(None, [])).fields
-    if not header or not any(name.strip() for name in header):
-        raise ExportError(f"{path}: the file has no readable header row")
-    header = [name.strip() for name in header]
+    header_record = next(records, Record(None, []))
+    header = [name.strip() for name in header_record.fields or []]
     missing = [name for name in REQUIRED_CFPB_COLUMNS if name not in header]
+    if missing and header_record.lines:
+        # Split on commas, a ';' export's header is one name, or no parse at all if quoted.
+        delimiter = delimiter_problem(header_record.lines[0], REQUIRED_CFPB_COLUMNS)
+        if delimiter:
+            raise ExportError(f"{path}: {delimiter}")
+    if not any(header):
+        raise ExportError(f"{path}: the file has no readable header row")
     if missing:
         raise ExportError(
             f"{path}: not a CFPB complaints export: missing column(s) {', '.join(missing)}. "
@@ -212,9 +239,7 @@ def canonical_rows(
                 report.rows_kept += 1
                 yield values
         except UnicodeDecodeError as error:
-            raise ExportError(
-                f"{path}: not UTF-8 text near line {records.line_number + 1}: {error.reason}"
-            ) from error
+            raise ExportError(_not_utf8(path, error)) from error
 
 
 def _count_read(report: PrepareReport, path: Path) -> None:
@@ -234,8 +259,7 @@ def _malformed(record: Record, layout: _Layout) -> str | None:
     if "\n" in one_line or "\r" in one_line:
         return "malformed row (line break in a one-line column)"
     at = layout.position.get("Complaint ID")
-    complaint_id = fields[at].strip() if at is not None else ""
-    if complaint_id and normalize_complaint_id(complaint_id) is None:
+    if at is not None and malformed_id(fields[at]):
         return "malformed row (Complaint ID not a number)"
     return None
 
@@ -266,11 +290,12 @@ def _canonical_record(
     return values
 
 
-def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareReport:
+def prepare_cfpb_exports(sources: list[Path], destination: Path | str) -> PrepareReport:
     """Write the canonical CSV of all labelled rows of `sources` to `destination`, atomically."""
     problem = output_problem(sources, destination)
     if problem:
         raise ExportError(problem)
+    destination = Path(destination)
     report = PrepareReport()
     seen = SeenIds()
     with atomic_write(destination, encoding="utf-8", newline="") as out:
@@ -283,7 +308,7 @@ def prepare_cfpb_exports(sources: list[Path], destination: Path) -> PrepareRepor
     return report
 
 
-def prepare_and_report(sources: list[Path], destination: Path) -> int:
+def prepare_and_report(sources: list[Path], destination: Path | str) -> int:
     """Prepare and print what was done: exit code 0, or 2 with the reason for a bad export."""
     try:
         report = prepare_cfpb_exports(sources, destination)
@@ -295,7 +320,7 @@ def prepare_and_report(sources: list[Path], destination: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data.prepare",
         description="Turn raw CFPB complaint exports (CSV or complaints.csv.zip) into the "
@@ -304,19 +329,24 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Rows that do not fit the header (broken quotes, wrong number of fields, a line "
         "break in a one-line column, a Complaint ID that is not a number) are dropped and "
         "counted as malformed; every row read is kept or counted once. Refused with exit "
-        "code 2 and no output: an output that is an input, a folder or under a file; a file "
-        "that is not a UTF-8 CFPB export (binary, UTF-16, NUL bytes, a column named twice).",
+        "code 2 and no output: an output that is an input, a folder (or ends in /) or under a "
+        "file; a file that is not a UTF-8 CFPB export (binary, UTF-16, NUL bytes, a column "
+        "named twice, a delimiter other than a comma).",
     )
     parser.add_argument("exports", nargs="+", type=Path, help="raw CFPB export(s), CSV or zip")
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=str,  # not Path, which drops a trailing slash: "-o out/" names a folder
         required=True,
         help="canonical CSV to write (replaced whole, only when the run succeeds; "
         "not one of the exports)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     return prepare_and_report(args.exports, args.output)
 
 

@@ -77,11 +77,6 @@ class RecordReader:
         # The csv reader starts each record afresh, also after an error, so reading goes on.
         self._csv = csv.reader(self._lines, strict=True)
 
-    @property
-    def line_number(self) -> int:
-        """Lines of the file read so far."""
-        return self._lines.number
-
     def __iter__(self) -> RecordReader:
         return self
 
