@@ -45,6 +45,11 @@ CANONICAL_COLUMNS = (
 
 # What a serving request may carry: every canonical column but the label.
 RAW_FEATURE_KEYS = tuple(column for column in CANONICAL_COLUMNS if column != LABEL_KEY)
+# Carried along for joins (the id) and slicing (tags), never learned from: an example with only
+# these has nothing the model can use, so the server refuses it and feedback never trains on it.
+PASSTHROUGH_KEYS = (ID_KEY, TAGS_KEY)
+# What the model learns from.
+MODEL_INPUT_KEYS = tuple(key for key in RAW_FEATURE_KEYS if key not in PASSTHROUGH_KEYS)
 
 # Features derived in preprocessing_fn besides the categorical columns.
 ZIP3_KEY = "zip3"
@@ -58,6 +63,9 @@ CATEGORY_KEYS = CATEGORICAL_KEYS + DERIVED_CATEGORICAL_KEYS
 # decision (1: disputed) at the model's decision threshold.
 PREDICTION_KEY = "dispute_probability"
 DECISION_KEY = "disputed"
+# A second signature with the probability alone: TF Serving's REST API then answers one value
+# per example, {"predictions": [0.24]}, as a client written for one output expects.
+PROBABILITY_SIGNATURE = "dispute_probability"
 
 # Vocabulary sizes and the narrative's token window.
 CATEGORICAL_TOP_K = 500

@@ -12,40 +12,43 @@ SHA-256, and what was joined, left waiting and skipped. The pipeline reads it wi
 
 A complaint already in a span is never written again, so a rerun is a no-op. Requests without
 a complaint_id, or without an outcome yet, stay in the log for a later run. An outcome that
-contradicts another (in the file, or in a span) stops the run.
+contradicts another (in the file, or in a span) stops the run. Never trained on, counted and
+named instead: a request with no value for any feature the model reads (sent under other names,
+e.g. the CFPB export's), and a complaint id data.prepare would drop as malformed ("abc").
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import datetime
-import fcntl
-import sqlite3
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
 
+from cli.bounds import add_number, count
 from data import spans
 from models import features
 from pipeline.config import is_uri
 from serving.feedback_sources import (
+    LOCK_FILE,  # noqa: F401 (tests and users find the lock here)
+    NAMED_IDS,
     FeedbackError,
     LogFile,
     Outcomes,
+    Refused,
+    joinable,
+    locked,
     log_files,
     logged_features_setting,
     open_log,
     read_outcomes,
+    spanned_labels,
+    writable_problem,
 )
 
-LOCK_FILE = ".feedback.lock"
 OUTCOME_FIELDS = (
     "path",
     "sha256",
@@ -66,7 +69,18 @@ class Counts:
     already_in_spans: int = 0
     waiting_for_outcome: int = 0
     without_complaint_id: int = 0
+    without_model_features: int = 0  # an outcome, but nothing the model could learn from
+    malformed_complaint_id: int = 0  # an id data.prepare drops: never joined
     outcomes_without_request: int = 0
+
+
+# Counts of refused requests, each named in the manifest and the summary, with why.
+REFUSALS = {
+    "without_model_features": "without a value for any feature the model reads",
+    "malformed_complaint_id": "with a malformed complaint id",
+}
+# Where the model's features are in a canonical row: one of them must have a value.
+MODEL_COLUMNS = tuple(features.CANONICAL_COLUMNS.index(k) for k in features.MODEL_INPUT_KEYS)
 
 
 @dataclass
@@ -75,67 +89,45 @@ class Result:
     folder: Path | None
     counts: Counts
     log: list[LogFile] = field(default_factory=list)
-
-
-def spanned_labels(data_dir: Path, outcomes: Outcomes) -> dict[str, str]:
-    """Labels of complaints already in a span; an outcome that contradicts one stops the run."""
-    known: dict[str, str] = {}
-    for folder in spans.span_folders(data_dir).values():
-        try:
-            for complaint_id, label, where in spans.labelled_ids(folder):
-                known[complaint_id] = label
-                new = outcomes.labels.get(complaint_id)
-                if new is not None and label != "" and features.integer_label(label) != new:
-                    raise FeedbackError(
-                        f"complaint {complaint_id} is in {where} with outcome {label}, but "
-                        f"{outcomes.path} says {new}; feedback does not overwrite a span's label"
-                    )
-        except (OSError, UnicodeDecodeError, csv.Error) as error:
-            raise FeedbackError(f"span {folder} cannot be read ({error}); fix it first") from None
-    return known
-
-
-def _joinable(connection: sqlite3.Connection, outcomes: Outcomes, known: dict[str, str]) -> None:
-    """Temp tables: `outcome` (ids with an outcome, not yet in a span) and `spanned`."""
-    connection.execute("CREATE TEMP TABLE outcome (complaint_id TEXT PRIMARY KEY, label INTEGER)")
-    connection.execute("CREATE TEMP TABLE spanned (complaint_id TEXT PRIMARY KEY)")
-    connection.executemany(
-        "INSERT INTO temp.outcome VALUES (?, ?)",
-        ((cid, label) for cid, label in outcomes.labels.items() if cid not in known),
-    )
-    connection.executemany("INSERT INTO temp.spanned VALUES (?)", ((cid,) for cid in known))
-
-
-def _log_id(value) -> str | None:
-    """A logged complaint_id as spans and outcomes spell it (NULL stays NULL)."""
-    return None if value is None else spans.normalize_id(str(value))
+    refused: dict[str, Refused] = field(default_factory=dict)
+    outcomes_malformed: Refused = field(default_factory=Refused)  # outcome rows never joined
+    unusable: str | None = None  # why nothing was written when all input was refused: exit 2
 
 
 def read_requests(
-    files: list[Path], outcomes: Outcomes, known: dict[str, str], counts: Counts
-) -> tuple[dict[str, tuple], list[LogFile]]:
-    """{complaint_id: (received_at, file, row, features JSON, model version)} of the latest
-    request per complaint that has an outcome and is not in a span yet."""
+    files: list[Path],
+    outcomes: Outcomes,
+    known: dict[str, str],
+    counts: Counts,
+    refused: dict[str, Refused],
+) -> tuple[dict[str, tuple], list[LogFile], set[str]]:
+    """{complaint_id: (received_at, file, row, canonical row, model version)} of the latest
+    request with the model's features per complaint that has an outcome and is not in a span
+    yet; the log's extents; and every complaint id that matched an outcome."""
     latest: dict[str, tuple] = {}
+    matched: set[str] = set()
     extents = []
     for number, path in enumerate(files):
         if not path.exists():  # rotated away by the server since the folder was listed
             print(f"warning: {path} is gone (the server rotated its log)", file=sys.stderr)
             continue
         connection = open_log(path)
-        connection.create_function("cid", 1, _log_id, deterministic=True)
         try:
             connection.execute("BEGIN")  # one snapshot: the extent and the rows agree
             extent = LogFile.read(connection, path)
             extents.append(extent)
             counts.without_complaint_id += extent.without_complaint_id
-            _joinable(connection, outcomes, known)
+            joinable(connection, outcomes, known)
             counts.already_in_spans += connection.execute(
                 "SELECT COUNT(*) FROM predictions p JOIN temp.spanned s "
                 "ON cid(p.complaint_id) = s.complaint_id"
             ).fetchone()[0]
+            for (raw_id,) in connection.execute(
+                "SELECT complaint_id FROM predictions WHERE malformed_id(complaint_id) ORDER BY id"
+            ):
+                refused["malformed_complaint_id"].add(str(raw_id).strip())
             counts.waiting_for_outcome += connection.execute(
-                "SELECT COUNT(*) FROM predictions WHERE complaint_id IS NOT NULL AND "
+                "SELECT COUNT(*) FROM predictions WHERE cid(complaint_id) IS NOT NULL AND "
                 "cid(complaint_id) NOT IN (SELECT complaint_id FROM temp.outcome) AND "
                 "cid(complaint_id) NOT IN (SELECT complaint_id FROM temp.spanned)"
             ).fetchone()[0]
@@ -145,7 +137,12 @@ def read_requests(
                 "ORDER BY id"
             )
             for complaint_id, received_at, row, logged, version in rows:
-                request = (received_at, number, row, logged, version)
+                matched.add(complaint_id)
+                values = canonical_row(complaint_id, logged, outcomes)
+                if not any(values[at].strip() for at in MODEL_COLUMNS):
+                    refused["without_model_features"].add(complaint_id)
+                    continue  # an earlier request of it with features may still be used
+                request = (received_at, number, row, values, version)
                 earlier = latest.get(complaint_id)
                 if earlier is not None:
                     counts.duplicate_requests += 1
@@ -155,7 +152,31 @@ def read_requests(
             connection.close()
     if not any(extent.requests for extent in extents):
         raise FeedbackError(f"the request log ({', '.join(map(str, files))}) holds no requests")
-    return latest, extents
+    for name, named in refused.items():
+        setattr(counts, name, named.total)
+    return latest, extents, matched
+
+
+def unusable(counts: Counts, refused: dict[str, Refused]) -> str | None:
+    """Why nothing can be written when every request this run could use was refused; None when
+    nothing was refused, or the run found only complaints already in spans (a rerun)."""
+    if counts.joined or counts.already_in_spans:
+        return None
+    featureless = refused["without_model_features"]
+    if featureless.total:
+        return (
+            f"none of the {featureless.total:,} requests with an outcome has a value for any "
+            f"feature the model reads (complaint ids {featureless.names()}): they were sent "
+            "under other names (e.g. the CFPB export's) or logged without them; no span written"
+        )
+    malformed = refused["malformed_complaint_id"]
+    if malformed.total and not counts.waiting_for_outcome:
+        return (
+            f"every complaint id in the request log is malformed ({malformed.total:,} requests: "
+            f"{malformed.names()}), so none can be joined; send the CFPB's numeric Complaint ID; "
+            "no span written"
+        )
+    return None
 
 
 def canonical_row(complaint_id: str, logged: str, outcomes: Outcomes) -> list:
@@ -173,33 +194,6 @@ def canonical_row(complaint_id: str, logged: str, outcomes: Outcomes) -> list:
     return row
 
 
-def _writable_problem(data_dir: Path) -> str | None:
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=data_dir):
-            pass
-    except OSError as error:
-        return f"cannot write to data dir {data_dir} ({error.strerror}); choose a writable folder"
-    return None
-
-
-@contextlib.contextmanager
-def locked(data_dir: Path) -> Iterator[None]:
-    """One feedback run per data folder at a time (two would pick the same span number)."""
-    try:
-        handle = open(data_dir / LOCK_FILE, "w")  # noqa: SIM115 (held for the whole block)
-    except OSError as error:
-        raise FeedbackError(f"cannot lock {data_dir / LOCK_FILE} ({error.strerror})") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FeedbackError(
-                f"another feedback run is writing to {data_dir}; wait for it"
-            ) from None
-        yield
-
-
 def run_feedback(
     request_log: Path, outcomes_path: Path, data_dir: str | Path, span: int | None = None
 ) -> Result:
@@ -213,7 +207,7 @@ def run_feedback(
     # from the outcomes file when that has them (a full prepared CSV or a CFPB export).
     partial = any(logged_features_setting(path) != "all" for path in files)
     outcomes = read_outcomes(outcomes_path, keep_features=partial)
-    problem = _writable_problem(data_dir)  # creates a missing data dir, once inputs are good
+    problem = writable_problem(data_dir)  # creates a missing data dir, once inputs are good
     if problem:
         raise FeedbackError(problem)
     with locked(data_dir):
@@ -226,17 +220,21 @@ def run_feedback(
                 "read it; leave --span out to take the next number"
             )
         counts = Counts()
+        refused = {name: Refused() for name in REFUSALS}
         known = spanned_labels(data_dir, outcomes)
-        latest, extents = read_requests(files, outcomes, known, counts)
+        latest, extents, matched = read_requests(files, outcomes, known, counts, refused)
         counts.joined = len(latest)
         counts.outcomes_without_request = sum(
-            1 for cid in outcomes.labels if cid not in known and cid not in latest
+            1 for cid in outcomes.labels if cid not in known and cid not in matched
         )
         if not latest:
-            return Result(None, None, counts, extents)
+            why = unusable(counts, refused)
+            return Result(
+                None, None, counts, extents, refused, outcomes.malformed_complaint_id, why
+            )
         span = span if span is not None else max(existing, default=0) + 1
         ordered = sorted(latest.items(), key=lambda item: item[1][:3])
-        rows = [canonical_row(cid, req[3], outcomes) for cid, req in ordered]
+        rows = [req[3] for _, req in ordered]
         manifest = {
             "format": spans.FEEDBACK_FORMAT,
             "span": span,
@@ -252,24 +250,30 @@ def run_feedback(
             if partial
             else "as served",
             "outcomes": {
-                name: getattr(outcomes, name)
-                for name in OUTCOME_FIELDS  # not the labels
+                **{name: getattr(outcomes, name) for name in OUTCOME_FIELDS},  # not the labels
+                "malformed_complaint_id": asdict(outcomes.malformed_complaint_id),
             },
             "counts": asdict(counts),
+            "refused": {name: asdict(named) for name, named in refused.items()},
         }
         if (data_dir / f"span-{span}").exists():
             raise FeedbackError(f"span-{span} appeared meanwhile; feedback never rewrites a span")
         folder = spans.write_span(data_dir, span, features.CANONICAL_COLUMNS, rows, manifest)
-        return Result(span, folder, counts, extents)
+        return Result(span, folder, counts, extents, refused, outcomes.malformed_complaint_id)
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving.feedback",
         description=__doc__.split("\n\n", 2)[2].split("\n\n")[0].replace("\n", " "),
-        epilog="Exit codes: 0 a span written, or nothing new to write (a rerun); 2 bad input "
-        "(missing, empty or damaged log; outcomes without complaint ids or with contradicting "
-        "labels; a data dir that cannot be written; --span that exists), with nothing written.",
+        epilog="Exit codes: 0 a span written, or nothing new to write (a rerun: what joins is in "
+        "a span already, or still waits for its outcome); 2 bad input (missing, empty or damaged "
+        "log; outcomes without complaint ids or with contradicting labels; a data dir that "
+        "cannot be written; --span that exists; every request with an outcome lacking all the "
+        "model's features, or every logged complaint id malformed), with nothing written. "
+        "Requests without the model's features or with a malformed complaint id (one "
+        "data.prepare drops, e.g. abc) are never written: counted, and their first "
+        f"{NAMED_IDS} ids named, in the summary and the span's manifest.",
     )
     parser.add_argument(
         "--request-log",
@@ -290,8 +294,17 @@ def make_parser() -> argparse.ArgumentParser:
         help="the pipeline's data folder "
         "of span-N folders; the new span goes to DIR/span-<newest+1>",
     )
-    parser.add_argument("--span", type=int, help="write this span number instead (must not exist)")
+    add_number(
+        parser,
+        "--span",
+        bounds=count(1, meaning="a span number"),
+        help="write this span number instead (must not exist)",
+    )
     return parser
+
+
+def _many(count: int, thing: str) -> str:
+    return f"{count:,} {thing}{'' if count == 1 else 's'}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,8 +317,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     counts = asdict(result.counts)
     print(", ".join(f"{name.replace('_', ' ')}: {value:,}" for name, value in counts.items()))
+    for name, why in REFUSALS.items():
+        named = result.refused.get(name)
+        if named is not None and named.total:
+            print(f"left out {_many(named.total, 'request')} {why}: {named.names()}")
+    if result.outcomes_malformed.total:
+        print(
+            f"ignored {_many(result.outcomes_malformed.total, 'outcome row')} with a malformed "
+            f"complaint id: {result.outcomes_malformed.names()}"
+        )
+    if result.unusable is not None:
+        print(f"error: {result.unusable}", file=sys.stderr)
+        return 2
     if result.folder is None:
-        print("nothing new to write: no request with an outcome that is not in a span already")
+        print(
+            "nothing new to write: no usable request with an outcome that is not in a span already"
+        )
     else:
         print(
             f"wrote {result.folder} ({result.counts.joined:,} rows, manifest "

@@ -1,30 +1,74 @@
-"""What the feedback loop joins: the model server's request log and a file of later outcomes.
+"""What the feedback loop joins: the model server's request log, a file of later outcomes, and
+the labels already in spans.
 
-Both are checked before anything is written: a log that is not the server's format, damaged
+All are checked before anything is written: a log that is not the server's format, damaged
 or empty, and an outcomes file without complaint ids or labels, each stop the run with one line.
+A complaint id that data.prepare would drop as malformed (data.normalize.malformed_id) never
+joins, in the log or in the outcomes: it is counted and named instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import sqlite3
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data import prepare, spans
+from data import normalize, prepare, spans
 from data.checks import SNIFF_BYTES, ExportError, nul_problem
 from data.spans import sha256_of
 from models import features
 from serving import request_log
 
 RAW_ID, RAW_LABEL = "Complaint ID", "Consumer disputed?"  # a CFPB export's header names
+# Complaint ids named per refusal (manifest, summary): enough to find them, not a whole log.
+NAMED_IDS = 20
+SHOWN_ID_CHARS = 40  # a client chooses what it sends as an id: its length too
+LOCK_FILE = ".feedback.lock"
 
 
 class FeedbackError(ValueError):
     """Bad input: printed as one line, exit code 2, nothing written."""
 
 
+@dataclass
+class Refused:
+    """Rows refused for one reason: how many, and the first complaint ids, as written."""
+
+    total: int = 0
+    complaint_ids: list[str] = field(default_factory=list)
+
+    def add(self, complaint_id: str) -> None:
+        self.total += 1
+        shown = complaint_id if complaint_id.isprintable() else repr(complaint_id)
+        if len(shown) > SHOWN_ID_CHARS:
+            shown = shown[: SHOWN_ID_CHARS - 1] + "\u2026"
+        if len(self.complaint_ids) < NAMED_IDS and shown not in self.complaint_ids:
+            self.complaint_ids.append(shown)
+
+    def names(self) -> str:
+        """The ids named, then how many requests or rows are not: for one line of output."""
+        more = self.total - len(self.complaint_ids)
+        return ", ".join(self.complaint_ids) + (f" and {more:,} more" if more > 0 else "")
+
+
 # --- the request log --------------------------------------------------------------------------
+
+
+def _log_id(value) -> str | None:
+    """A logged complaint_id as spans and outcomes spell it; None (SQL NULL) when there is
+    none, or when data.prepare would drop it as malformed: it can never join an outcome."""
+    if value is None or normalize.malformed_id(str(value)):
+        return None
+    return spans.normalize_id(str(value)) or None
+
+
+def _malformed_log_id(value) -> int:
+    return int(value is not None and normalize.malformed_id(str(value)))
 
 
 def log_files(location: Path) -> list[Path]:
@@ -62,6 +106,9 @@ def open_log(path: Path) -> sqlite3.Connection:
             f"{path} is not a request log of this server (format {info.get('format')!r}, "
             f"expected {request_log.FORMAT!r})"
         )
+    # cid(): the id to join on, NULL if missing or malformed; malformed_id(): which it was.
+    connection.create_function("cid", 1, _log_id, deterministic=True)
+    connection.create_function("malformed_id", 1, _malformed_log_id, deterministic=True)
     return connection
 
 
@@ -81,8 +128,8 @@ class LogFile:
     @classmethod
     def read(cls, connection: sqlite3.Connection, path: Path) -> LogFile:
         count, without, first, last, since, until = connection.execute(
-            "SELECT COUNT(*), TOTAL(complaint_id IS NULL), MIN(id), MAX(id), MIN(received_at), "
-            "MAX(received_at) FROM predictions"
+            "SELECT COUNT(*), TOTAL(cid(complaint_id) IS NULL AND NOT malformed_id(complaint_id)), "
+            "MIN(id), MAX(id), MIN(received_at), MAX(received_at) FROM predictions"
         ).fetchone()
         mode = connection.execute(
             "SELECT value FROM log_info WHERE key = 'log_features'"
@@ -115,6 +162,8 @@ class Outcomes:
     without_complaint_id: int = 0
     without_label: int = 0
     unreadable: dict[str, int] = field(default_factory=dict)  # export rows data.prepare dropped
+    # Rows of a prepared CSV whose id data.prepare would drop (an export's are in unreadable).
+    malformed_complaint_id: Refused = field(default_factory=Refused)
     labels: dict[str, int] = field(default_factory=dict)
     # Feature columns by complaint id, kept only when asked: for requests logged without them.
     features: dict[str, dict] = field(default_factory=dict)
@@ -123,7 +172,11 @@ class Outcomes:
     def add(self, row: dict, where: str, keep_features: bool) -> None:
         """One outcome row; a second, different outcome for a complaint stops the run."""
         self.rows += 1
-        complaint_id = spans.normalize_id(str(row.get(features.ID_KEY) or ""))
+        raw_id = str(row.get(features.ID_KEY) or "")
+        if normalize.malformed_id(raw_id):  # never joined: no logged request can have it
+            self.malformed_complaint_id.add(raw_id.strip())
+            return
+        complaint_id = spans.normalize_id(raw_id)
         label_value = row.get(features.LABEL_KEY)  # an int 0 from data.prepare is an outcome
         text = "" if label_value is None else str(label_value).strip()
         if not complaint_id:
@@ -190,5 +243,68 @@ def read_outcomes(path: Path, keep_features: bool = False) -> Outcomes:
     if outcomes.rows and outcomes.without_complaint_id == outcomes.rows:
         raise FeedbackError(f"outcomes {path}: no row has a complaint id to join requests on")
     if not outcomes.labels:
-        raise FeedbackError(f"outcomes {path}: no row has both a complaint id and an outcome")
+        malformed = outcomes.malformed_complaint_id
+        raise FeedbackError(
+            f"outcomes {path}: no row has both a complaint id and an outcome"
+            + (f" ({malformed.total:,} malformed: {malformed.names()})" if malformed.total else "")
+        )
     return outcomes
+
+
+# --- the data folder: what is in spans already, and one writer at a time --------------------
+
+
+def spanned_labels(data_dir: Path, outcomes: Outcomes) -> dict[str, str]:
+    """Labels of complaints already in a span; an outcome that contradicts one stops the run."""
+    known: dict[str, str] = {}
+    for folder in spans.span_folders(data_dir).values():
+        try:
+            for complaint_id, label, where in spans.labelled_ids(folder):
+                known[complaint_id] = label
+                new = outcomes.labels.get(complaint_id)
+                if new is not None and label != "" and features.integer_label(label) != new:
+                    raise FeedbackError(
+                        f"complaint {complaint_id} is in {where} with outcome {label}, but "
+                        f"{outcomes.path} says {new}; feedback does not overwrite a span's label"
+                    )
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise FeedbackError(f"span {folder} cannot be read ({error}); fix it first") from None
+    return known
+
+
+def joinable(connection: sqlite3.Connection, outcomes: Outcomes, known: dict[str, str]) -> None:
+    """Temp tables: `outcome` (ids with an outcome, not yet in a span) and `spanned`."""
+    connection.execute("CREATE TEMP TABLE outcome (complaint_id TEXT PRIMARY KEY, label INTEGER)")
+    connection.execute("CREATE TEMP TABLE spanned (complaint_id TEXT PRIMARY KEY)")
+    connection.executemany(
+        "INSERT INTO temp.outcome VALUES (?, ?)",
+        ((cid, label) for cid, label in outcomes.labels.items() if cid not in known),
+    )
+    connection.executemany("INSERT INTO temp.spanned VALUES (?)", ((cid,) for cid in known))
+
+
+def writable_problem(data_dir: Path) -> str | None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as error:
+        return f"cannot write to data dir {data_dir} ({error.strerror}); choose a writable folder"
+    return None
+
+
+@contextlib.contextmanager
+def locked(data_dir: Path) -> Iterator[None]:
+    """One feedback run per data folder at a time (two would pick the same span number)."""
+    try:
+        handle = open(data_dir / LOCK_FILE, "w")  # noqa: SIM115 (held for the whole block)
+    except OSError as error:
+        raise FeedbackError(f"cannot lock {data_dir / LOCK_FILE} ({error.strerror})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FeedbackError(
+                f"another feedback run is writing to {data_dir}; wait for it"
+            ) from None
+        yield

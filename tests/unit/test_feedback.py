@@ -318,7 +318,6 @@ def latin1_after_the_head(tmp_path: Path) -> Path:
     "make_outcomes, extra, message",
     [
         (latin1_after_the_head, [], "cannot be read"),
-        (None, ["--span", "0"], "span numbers start at 1"),
         (None, ["--data-dir", "gs://bucket/data"], "write spans to a local folder"),
     ],
 )
@@ -329,6 +328,17 @@ def test_more_bad_input_gets_one_line(tmp_path, served, capsys, make_outcomes, e
     assert run(tmp_path, tmp_path / "log", outcomes, *extra) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_span_zero_is_refused_by_its_flag(tmp_path, served, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run(tmp_path, tmp_path / "log", outcomes_file(served, tmp_path / "o.csv"), "--span", "0")
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(
+        "argument --span: must be an integer from 1 to 1,000,000,000 (a span number), not 0"
+    )
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_span_older_than_the_newest_is_refused(tmp_path, served, capsys):
