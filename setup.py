@@ -8,7 +8,16 @@ setup(
     description="End-to-end TFX pipeline predicting consumer disputes of CFPB complaints",
     python_requires=">=3.10,<3.11",
     packages=find_packages(
-        include=["pipeline", "pipeline.*", "lineage", "models", "data", "runners", "serving"]
+        include=[
+            "cli",
+            "pipeline",
+            "pipeline.*",
+            "lineage",
+            "models",
+            "data",
+            "runners",
+            "serving",
+        ]
     ),
     package_data={"pipeline": ["schema/*.pbtxt"]},
     install_requires=[

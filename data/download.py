@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cli.bounds import add_number, seconds
 from data.atomic import atomic_write
 from data.prepare import prepare_and_report
 
@@ -44,7 +45,7 @@ def download(url: str, destination: Path, timeout: float = 60.0) -> int:
     return received
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Download the CFPB complaint database (needs internet) and prepare it."
     )
@@ -64,10 +65,18 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the prepared complaints.csv; pass it to the runner as --data-dir "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds without data before giving up"
+    add_number(
+        parser,
+        "--timeout",
+        bounds=seconds(3600, above=True),
+        default=60.0,
+        help="seconds without data before giving up",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
 
     print(f"Downloading {args.url} to {args.output}", file=sys.stderr)
     try:

@@ -43,7 +43,7 @@ def split(source: Path, before: str, older: Path, newer: Path) -> tuple[int, int
     return len(parts[older]), len(parts[newer])
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data.split", description=__doc__.split("\n\n", 2)[2].replace("\n", " ")
     )
@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--older", type=Path, required=True, help="CSV of the older complaints")
     parser.add_argument("--newer", type=Path, required=True, help="CSV of the newer complaints")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     try:
         datetime.date.fromisoformat(args.before)
         counts = split(args.source, args.before, args.older, args.newer)

@@ -26,10 +26,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore")  # dependencies' notices would bury the answer
 
+from cli.bounds import add_number, count  # noqa: E402
+from data.atomic import atomic_write  # noqa: E402
 from lineage import queries  # noqa: E402
 from lineage.diff import diff as diff_runs  # noqa: E402
 from lineage.report import format_table  # noqa: E402
 from lineage.store import LineageError, connect, pipeline_names, run_ids  # noqa: E402
+from pipeline import checks  # noqa: E402
 from pipeline.config import PipelineConfig, add_config_arguments  # noqa: E402
 
 EXPORT_FORMATS = ("json", "dot", "svg", "png")
@@ -43,7 +46,7 @@ STORE_FIELDS = (
 )
 
 
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lineage.cli",
         description="Query the pipeline's ML Metadata lineage.",
@@ -60,9 +63,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     diff = commands.add_parser("diff", help="what differs between two runs")
     diff.add_argument("run_a", help="run id, or #N for the N-th run listed by 'runs'")
     diff.add_argument("run_b")
-    diff.add_argument(
+    add_number(
+        diff,
         "--slices",
-        type=int,
+        bounds=count(0, 10_000),
         default=10,
         help="slices shown, largest AUC change first (default: %(default)s)",
     )
@@ -73,7 +77,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         required=True,
         help=f"file to write; its suffix picks the format ({', '.join(EXPORT_FORMATS)})",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def open_store(args: argparse.Namespace):
@@ -84,6 +88,8 @@ def open_store(args: argparse.Namespace):
             f"no MLMD store at {path}{' (the file is empty)' if path.is_file() else ''}: run the "
             "pipeline first (./run.sh), or point --output-dir at a runner's output folder"
         )
+    if problems := checks.store_problems(config):  # a MySQL store that cannot answer
+        raise LineageError(problems[0])
     connection = config.metadata_connection_config()
     if connection.HasField("sqlite"):  # a question never writes: no schema into a stray file
         connection.sqlite.connection_mode = connection.sqlite.READONLY
@@ -289,6 +295,8 @@ def export(store, args) -> str | dict:
     kind = output.suffix.lstrip(".").lower()
     if kind not in EXPORT_FORMATS:
         raise LineageError(f"{output}: the suffix must be one of {', '.join(EXPORT_FORMATS)}")
+    if problem := _destination_problem(output):
+        raise LineageError(problem)
     if kind in ("svg", "png") and shutil.which("dot") is None:
         raise LineageError(
             f"rendering {kind} needs Graphviz's 'dot' (apt-get install graphviz); "
@@ -297,15 +305,19 @@ def export(store, args) -> str | dict:
     graph = queries.graph(store)
     if not graph["executions"]:
         raise LineageError("the store holds no executions yet: nothing to export")
-    output.parent.mkdir(parents=True, exist_ok=True)  # only once the export can be written
     if kind == "json":
-        output.write_text(json.dumps(graph, indent=2))
+        content = json.dumps(graph, indent=2).encode()
     elif kind == "dot":
-        output.write_text(to_dot(graph))
+        content = to_dot(graph).encode()
     else:
-        subprocess.run(
-            ["dot", f"-T{kind}", "-o", str(output)], input=to_dot(graph), text=True, check=True
+        rendered = subprocess.run(
+            ["dot", f"-T{kind}"], input=to_dot(graph).encode(), capture_output=True
         )
+        if rendered.returncode:
+            raise LineageError(f"Graphviz's dot could not render {kind}: {rendered.stderr[:200]}")
+        content = rendered.stdout
+    with atomic_write(output, "wb") as out:  # whole or not at all
+        out.write(content)
     counts = {key: len(graph[key]) for key in ("executions", "artifacts", "events")}
     if args.json:
         return {"written": str(output), "format": kind, **counts}
@@ -313,6 +325,16 @@ def export(store, args) -> str | dict:
         f"Wrote {output}: {counts['executions']} executions, {counts['artifacts']} artifacts, "
         f"{counts['events']} events"
     )
+
+
+def _destination_problem(output: Path) -> str | None:
+    """Why -o cannot be written, before anything is computed; folders are never created."""
+    if output.is_dir():
+        return f"-o {output} is a folder; name the file to write, e.g. -o {output / 'lineage.json'}"
+    if not output.parent.is_dir():
+        what = "is a file" if output.parent.exists() else "does not exist"
+        return f"-o {output}: {output.parent} {what}; write into an existing folder"
+    return None
 
 
 COMMANDS = {
@@ -325,7 +347,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(argv)
+    args = make_parser().parse_args(argv)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
     try:
         store = open_store(args)

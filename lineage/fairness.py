@@ -16,6 +16,7 @@ OVERALL = "Overall"
 FAIRNESS_FILE = "fairness.json"
 # What each group is compared on; gaps are the group's value minus the overall one.
 FAIRNESS_METRICS = ("auc", "fpr", "fnr", "precision", "recall")
+NO_VALUE = "(none)"  # how a group of complaints without a value (no tags, say) is named
 GROUP_SEPARATOR = ";"  # group names hold commas ("tags: Older American, Servicemember")
 
 
@@ -48,7 +49,7 @@ def display_name(slice_name: str) -> str:
     feature, _, value = slice_name.partition(": ")
     if slice_name == OVERALL:
         return slice_name
-    return f"{feature}: {value or '(none)'}"
+    return f"{feature}: {value or NO_VALUE}"
 
 
 @dataclass

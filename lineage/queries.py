@@ -138,7 +138,7 @@ def resolve_model(store: mlmd.MetadataStore, reference: str) -> metadata_store_p
         if pushed is None:
             raise LineageError("no model has been pushed in this store yet")
         reference = str(pushed.id)
-    if not reference.isdigit():
+    if not (reference.isascii() and reference.isdigit()):
         raise LineageError(f"{reference!r} is neither 'latest-pushed' nor an artifact id")
     item = artifact(store, int(reference))
     kind = artifact_type(store, item)
@@ -225,7 +225,7 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
 
 def examples_from(store: mlmd.MetadataStore, reference: str) -> list[metadata_store_pb2.Artifact]:
     """Examples artifacts from an artifact id, or from the data folder or file ExampleGen read."""
-    if reference.isdigit():
+    if reference.isascii() and reference.isdigit():
         item = artifact(store, int(reference))
         if artifact_type(store, item) != "Examples":
             raise LineageError(

@@ -277,7 +277,8 @@ def execution_run_id(store: mlmd.MetadataStore, execution_id: int) -> str | None
 
 
 def artifact(store: mlmd.MetadataStore, artifact_id: int) -> metadata_store_pb2.Artifact:
-    found = store.get_artifacts_by_id([artifact_id])
+    # MLMD ids are int64; a larger number would fail inside MLMD's bindings, not here.
+    found = store.get_artifacts_by_id([artifact_id]) if 0 < artifact_id < 2**63 else []
     if not found:
         raise LineageError(f"no artifact with id {artifact_id} in this store")
     return found[0]

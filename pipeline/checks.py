@@ -9,10 +9,10 @@ Kubeflow runner only what the spec is built from, the Airflow DAG file the setti
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
-import socket
 import tempfile
 from pathlib import Path
 
@@ -21,10 +21,13 @@ import pyarrow.compute as pc
 from pyarrow import csv as arrow_csv
 
 from data.checks import prepared_file_problem
+from lineage.fairness import NO_VALUE, parse_groups
 from models.features import LABEL_KEY, integer_label
-from pipeline.config import SPAN_TOKEN, PipelineConfig, is_uri
+from pipeline import names
+from pipeline.config import MYSQL_PASSWORD_ENV, SPAN_TOKEN, PipelineConfig, flag_name, is_uri
 
 MYSQL_CONNECT_SECONDS = 3.0
+ACCESS_DENIED, CANNOT_CONNECT = 1045, 2003  # MySQL's client error codes
 
 
 def span_files(config: PipelineConfig) -> dict[int, list[Path]]:
@@ -70,6 +73,9 @@ def data_problems(config: PipelineConfig) -> list[str]:
         else:
             file_problems = list(filter(None, map(prepared_file_problem, map(str, files))))
             problems += file_problems or filter(None, [label_type_problem(files)])
+            problems += [] if file_problems else fairness_gate_problems(config, files)
+    elif config.fairness_gate:
+        problems += fairness_gate_problems(config, [])
     if not is_uri(config.schema_file) and not Path(config.schema_file).is_file():
         problems.append(f"--schema-file {config.schema_file} does not exist")
     return problems
@@ -145,25 +151,57 @@ def label_type_problem(files: list[Path]) -> str | None:
     )
 
 
+def fairness_gate_problems(config: PipelineConfig, files: list[Path]) -> list[str]:
+    """Each --fairness-gate group must be a slice the Evaluator makes, of a value the data has.
+
+    A group that matches nothing is never judged, so a typo would silently bless every model.
+    Remote data (files empty) is checked for the slice feature only.
+    """
+    problems, present = [], {}
+    groups = [group.partition(": ")[::2] for group in parse_groups(config.fairness_gate)]
+    for key, value in groups:
+        if key not in names.SLICE_KEYS:
+            problems.append(
+                f"--fairness-gate: {key}: {value!r} is not a group the Evaluator reports; name "
+                f"groups as '<feature>: <value>' with a feature of {', '.join(names.SLICE_KEYS)}"
+            )
+        elif files and key not in present:
+            present[key] = _distinct_values(files, key)
+    for key, value in groups:
+        values = present.get(key)
+        if values is not None and (value if value != NO_VALUE else "") not in values:
+            listed = "; ".join(f"{key}: {v or NO_VALUE}" for v in sorted(values)[:20])
+            problems.append(
+                f"--fairness-gate: no complaint in {config.data_dir} is in group "
+                f"'{key}: {value}'; its groups are: {listed}"
+            )
+    return problems
+
+
+def _distinct_values(files: list[Path], column: str) -> set[str]:
+    """The distinct values of one column over the files (pyarrow reads that column only)."""
+    options = arrow_csv.ConvertOptions(
+        include_columns=[column], include_missing_columns=True, column_types={column: pa.string()}
+    )
+    values: set[str] = set()
+    for path in files:
+        parse = arrow_csv.ParseOptions(newlines_in_values=True)
+        with arrow_csv.open_csv(path, parse_options=parse, convert_options=options) as reader:
+            for batch in reader:
+                values.update(v or "" for v in pc.unique(batch.column(0)).to_pylist())
+    return values
+
+
 def setting_problems(config: PipelineConfig) -> list[str]:
-    """Settings under which no run could ever train, evaluate or bless a model."""
+    """Settings under which no run could ever train, evaluate or bless a model: each numeric
+    one outside its Range (nan, infinities, negatives, absurd sizes), and the span's rules."""
     problems = []
-    for name in ("train_steps", "eval_steps", "tuner_trials", "tuner_train_steps"):
-        if getattr(config, name) < 1:
-            problems.append(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0.0 <= config.min_auc <= 1.0:  # also refuses nan
-        problems.append(f"--min-auc must be between 0 and 1 (an AUC), not {config.min_auc}")
-    if not 0.0 <= config.max_auc_drop <= 1.0:
-        problems.append(
-            f"--max-auc-drop must be between 0 and 1 (an AUC difference), not "
-            f"{config.max_auc_drop}; 0 means no worse than the last blessed model"
-        )
-    if config.eval_split_buckets < 1:
-        problems.append("--eval-split-buckets must be at least 1 (eval gets that many of 3+N)")
-    if config.span < 0 or (config.span and SPAN_TOKEN not in config.input_pattern):
-        problems.append(f"--span needs a positive number and {SPAN_TOKEN} in --input-pattern")
-    if config.direct_num_workers < 0:
-        problems.append("--direct_num_workers must be 0 (one per core) or more")
+    for setting in dataclasses.fields(PipelineConfig):
+        allowed = setting.metadata.get("bounds")
+        if allowed and (problem := allowed.problem(getattr(config, setting.name))):
+            problems.append(f"{flag_name(setting.name)} {problem}")
+    if config.span and SPAN_TOKEN not in config.input_pattern:
+        problems.append(f"--span needs {SPAN_TOKEN} in --input-pattern")
     return problems
 
 
@@ -181,18 +219,41 @@ def output_problems(config: PipelineConfig) -> list[str]:
 
 
 def store_problems(config: PipelineConfig) -> list[str]:
-    """MLMD on MySQL: the server must answer on its port (the password is checked by MLMD)."""
+    """MLMD on MySQL: the server must answer on its port, as MySQL, and take the credentials.
+
+    MLMD itself says only "mysql_real_connect failed" (after retrying for 17 s) for a port that
+    is not MySQL or a wrong password, so a MySQL client asks first and names the cause.
+    """
     if not config.mysql_host:
         return []
-    if not 0 < config.mysql_port < 65536:
-        return [f"--mysql-port {config.mysql_port} is not a TCP port"]
+    import pymysql  # only for MySQL stores
+
+    where = f"MySQL for MLMD at {config.mysql_host}:{config.mysql_port}"
     try:
-        socket.create_connection(
-            (config.mysql_host, config.mysql_port), timeout=MYSQL_CONNECT_SECONDS
+        pymysql.connect(
+            host=config.mysql_host,
+            port=config.mysql_port,
+            user=config.mysql_user,
+            password=os.environ.get(MYSQL_PASSWORD_ENV, ""),
+            connect_timeout=MYSQL_CONNECT_SECONDS,
+            read_timeout=MYSQL_CONNECT_SECONDS,
         ).close()
-    except OSError as error:
+    except pymysql.err.OperationalError as error:
+        code, reason = (list(error.args) + [""])[:2]
+        if code == ACCESS_DENIED:
+            return [
+                f"{where} refused user {config.mysql_user!r} ({reason}); check --mysql-user "
+                f"and ${MYSQL_PASSWORD_ENV}"
+            ]
+        if code == CANNOT_CONNECT:
+            return [
+                f"cannot reach {where} ({reason}); start the server or fix "
+                "--mysql-host/--mysql-port"
+            ]
+        return [f"{where} does not answer as a MySQL server ({reason}); check --mysql-port"]
+    except Exception as error:  # noqa: BLE001 (a server speaking another protocol)
         return [
-            f"cannot reach MySQL for MLMD at {config.mysql_host}:{config.mysql_port} "
-            f"({error.strerror or error}); start the server or fix --mysql-host/--mysql-port"
+            f"{where} does not answer as a MySQL server ({type(error).__name__}: {error}); "
+            "check --mysql-port"
         ]
     return []

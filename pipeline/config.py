@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ml_metadata.proto import metadata_store_pb2
 
+from cli import bounds
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA_DIR = PROJECT_ROOT / "data" / "sample"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
@@ -24,8 +26,11 @@ BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 MIN_SLICE_EXAMPLES = 100
 
 
-def _option(default, help: str, **kwargs):  # noqa: A002 (argparse's word)
-    return field(default=default, metadata={"help": help, **kwargs})
+def _option(default, help: str, bounds: bounds.Range | None = None, **kwargs):  # noqa: A002
+    """A setting: its default, its --help, and for a number its allowed Range (required)."""
+    if isinstance(default, int | float) and not isinstance(default, bool) and bounds is None:
+        raise TypeError(f"a numeric setting needs a Range ({help!r})")
+    return field(default=default, metadata={"help": help, "bounds": bounds, **kwargs})
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class PipelineConfig:
         0,
         f"with {SPAN_TOKEN} in --input-pattern, read this span instead of the newest "
         "(continuous training reads spans in order)",
+        bounds.count(0, meaning="a span number; 0: the newest"),
     )
     schema_file: str = _option(
         str(SCHEMA_FILE),
@@ -54,26 +60,38 @@ class PipelineConfig:
         str(DEFAULT_OUTPUT_DIR), "where artifacts, the MLMD store and pushed models go"
     )
     train_steps: int = _option(
-        300, "Trainer's training steps (batches of 64; ~4 epochs of the sample)"
+        300,
+        "Trainer's training steps (batches of 64; ~4 epochs of the sample)",
+        bounds.count(1, 10**8),
     )
-    eval_steps: int = _option(30, "evaluation steps (batches of 64) for Tuner and Trainer")
+    eval_steps: int = _option(
+        30, "evaluation steps (batches of 64) for Tuner and Trainer", bounds.count(1, 10**7)
+    )
     tune: bool = _option(
         False,
         "run the Tuner in this run. Without it, the latest tuned hyperparameters in MLMD are "
         "reused, and a pipeline with none yet tunes (pipeline/hyperparameters.py)",
     )
-    tuner_trials: int = _option(4, "hyperparameter sets the Tuner tries")
-    tuner_train_steps: int = _option(300, "training steps of each Tuner trial")
-    eval_split_buckets: int = _option(1, "eval split share: train gets 3 buckets, eval this many")
-    min_auc: float = _option(0.55, "lowest overall eval AUC that can bless a model")
+    tuner_trials: int = _option(4, "hyperparameter sets the Tuner tries", bounds.count(1, 10_000))
+    tuner_train_steps: int = _option(
+        300, "training steps of each Tuner trial", bounds.count(1, 10**8)
+    )
+    eval_split_buckets: int = _option(
+        1, "eval split share: train gets 3 buckets, eval this many", bounds.count(1, 1000)
+    )
+    min_auc: float = _option(
+        0.55, "lowest overall eval AUC that can bless a model", bounds.fraction("an AUC")
+    )
     max_auc_drop: float = _option(
         0.0,
         "how much lower than the last blessed model's AUC a new model may be and still be pushed",
+        bounds.fraction("an AUC difference; 0: no worse than the last blessed model"),
     )
     min_slice_examples: int = _option(
         MIN_SLICE_EXAMPLES,
         "eval examples a slice needs to be shown in fairness and per-slice reports and judged "
         "by the fairness gate",
+        bounds.count(1),
     )
     fairness_gate: str = _option(
         "",
@@ -81,12 +99,16 @@ class PipelineConfig:
         "(e.g. 'tags: Older American; tags: Servicemember'); empty: no fairness gate",
     )
     fairness_max_auc_gap: float = _option(
-        0.05, "fairness gate: how far below overall a group's AUC may be and still bless"
+        0.05,
+        "fairness gate: how far below overall a group's AUC may be and still bless",
+        bounds.fraction("an AUC difference"),
     )
     fairness_max_fnr_gap: float = _option(
-        0.10, "fairness gate: how far above overall a group's FNR may be and still bless"
+        0.10,
+        "fairness gate: how far above overall a group's FNR may be and still bless",
+        bounds.fraction("a rate difference"),
     )
-    seed: int = _option(0, "random seed for Tuner and Trainer")
+    seed: int = _option(0, "random seed for Tuner and Trainer", bounds.SEED)
     direct_running_mode: str = _option(
         "in_memory",
         "Beam DirectRunner mode of data-heavy components. On 2 cores, multi_processing with 2 "
@@ -94,14 +116,16 @@ class PipelineConfig:
         "(benchmarks/README.md)",
         choices=BEAM_RUNNING_MODES,
     )
-    direct_num_workers: int = _option(1, "Beam DirectRunner workers (0: one per core)")
+    direct_num_workers: int = _option(
+        1, "Beam DirectRunner workers (0: one per core)", bounds.count(0, 1024)
+    )
     extra_beam_args: tuple[str, ...] = _option(
         (), "further Beam pipeline argument, e.g. --beam-arg=--runner=DataflowRunner (repeatable)"
     )
     mysql_host: str = _option(
         "", f"MLMD on MySQL at this host (password from ${MYSQL_PASSWORD_ENV})"
     )
-    mysql_port: int = _option(3306, "MySQL port for MLMD")
+    mysql_port: int = _option(3306, "MySQL port for MLMD", bounds.PORT)
     mysql_database: str = _option("mlmd", "MySQL database for MLMD")
     mysql_user: str = _option("root", "MySQL user for MLMD")
 
@@ -200,22 +224,25 @@ def join_location(base: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}"
 
 
+def flag_name(name: str) -> str:
+    """The runner flag of a PipelineConfig field: --train-steps; Beam's own --direct_* spelling."""
+    return "--" + (name if name.startswith("direct_") else name.replace("_", "-"))
+
+
 def add_config_arguments(parser, names: tuple[str, ...] | None = None) -> None:
     """One --flag per PipelineConfig field (or per named field), with its default and help."""
     for config_field in dataclasses.fields(PipelineConfig):
         if names is not None and config_field.name not in names:
             continue
-        flag = "--" + config_field.name.replace("_", "-")
+        flag = flag_name(config_field.name)
         help_text = config_field.metadata["help"]
-        extra = {k: v for k, v in config_field.metadata.items() if k != "help"}
-        if config_field.name.startswith("direct_"):
-            flag = "--" + config_field.name  # Beam's own spelling of these flags
+        extra = {k: v for k, v in config_field.metadata.items() if k not in ("help", "bounds")}
         if config_field.name == "extra_beam_args":
             parser.add_argument(
                 "--beam-arg", dest=config_field.name, action="append", default=[], help=help_text
             )
             continue
-        default = config_field.default
+        default, allowed = config_field.default, config_field.metadata["bounds"]
         if isinstance(default, bool):  # a switch: present or not
             parser.add_argument(
                 flag, dest=config_field.name, action="store_true", help=help_text, **extra
@@ -224,7 +251,7 @@ def add_config_arguments(parser, names: tuple[str, ...] | None = None) -> None:
         parser.add_argument(
             flag,
             dest=config_field.name,
-            type=type(default),
+            type=allowed.parse if allowed else str,
             default=default,
             help=f"{help_text} (default: {default})",
             **extra,
@@ -241,11 +268,9 @@ def config_arguments(config: PipelineConfig) -> list[str]:
         if config_field.name == "extra_beam_args":
             flags += [f"--beam-arg={arg}" for arg in value]
         elif isinstance(value, bool):
-            flags.append("--" + config_field.name.replace("_", "-"))  # only True differs
-        elif config_field.name.startswith("direct_"):
-            flags += [f"--{config_field.name}", str(value)]
+            flags.append(flag_name(config_field.name))  # only True differs
         else:
-            flags += ["--" + config_field.name.replace("_", "-"), str(value)]
+            flags += [flag_name(config_field.name), str(value)]
     return flags
 
 

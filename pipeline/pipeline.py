@@ -25,7 +25,7 @@ from tfx.types.channel import Channel
 
 from lineage import fairness
 from models import features
-from pipeline import hyperparameters, names
+from pipeline import checks, hyperparameters, names
 from pipeline.components import example_gen, provenance
 from pipeline.components.baseline import (
     CANDIDATE_KEY,
@@ -202,6 +202,8 @@ def create_pipeline(
 
     KUBEFLOW_OPTIONS holds the values for KFP.
     """
+    if problems := checks.setting_problems(config):  # a config built in code (the notebook)
+        raise ValueError("; ".join(problems))
     fingerprint = {"code_fingerprint": code_fingerprint(), "seed": config.seed}
     data_dir: str | RuntimeParameter = str(config.data_dir)
     train_args: trainer_pb2.TrainArgs | RuntimeParameter = trainer_pb2.TrainArgs(

@@ -138,18 +138,18 @@ def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
 
     previous_handlers = logging.getLogger().handlers[:]
     log_path = log_to_file(Path(config.output_dir))
+    try:  # before the graph is built: whether to tune is read from the store
+        store = lineage_store.connect(config.metadata_connection_config())
+    except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
+        logging.getLogger().handlers = previous_handlers
+        print(f"error: cannot open the MLMD store: {first_line(error)}", file=sys.stderr)
+        return 2
     tfx_pipeline = create_pipeline(config)
     progress = ProgressPrinter(total=len(tfx_pipeline.components), console=sys.stdout)
     logging.getLogger().addHandler(progress)
     print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
     print(f"Full log: {log_path}", flush=True)
     started = time.monotonic()
-    try:
-        store = lineage_store.connect(config.metadata_connection_config())
-    except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
-        logging.getLogger().handlers = previous_handlers
-        print(f"error: cannot open the MLMD store: {first_line(error)}", file=sys.stderr)
-        return 2
     root = str(config.pipeline_root)
     runs_before = set(lineage_store.run_ids(store, config.pipeline_name))
     interruption = Interruption()

@@ -130,7 +130,7 @@ def propose_from_run(output_dir: str, current_path: Path) -> tuple[list[str], st
     return [str(c) for c in changes], as_text(current), as_text(proposed)
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.schema_cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     proposal = commands.add_parser("propose", help="diff of the schema a data folder needs")
@@ -149,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the curated schema, as given to the runners (default: %(default)s)",
     )
     proposal.add_argument("--write", action="store_true", help="replace the schema file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore")
 

@@ -9,11 +9,26 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from cli import bounds
 from pipeline import checks
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
 SETTING_PREFIX = "CFPB_"
 TRAINING_DAG_ID = "cfpb-continuous-training"  # runners/airflow_training_dag.py
+
+
+# The continuous-training DAG's own numbers (runners/airflow_training_dag.py): default, range.
+TRAINING_DAG_NUMBERS = {
+    "ct_poke_seconds": ("60", bounds.seconds(86_400, above=True)),
+    "ct_wait_seconds": ("3000", bounds.seconds(30 * 86_400, above=True)),
+    "ct_train_retries": ("1", bounds.count(0, 100)),
+}
+
+
+def number_setting(name: str) -> int | float:
+    """A numeric CFPB_<NAME> setting of TRAINING_DAG_NUMBERS, checked against its Range."""
+    default, allowed = TRAINING_DAG_NUMBERS[name]
+    return allowed.convert(SETTING_PREFIX + name.upper(), setting(name, default))
 
 
 def setting(name: str, default: str | None = None) -> str | None:
@@ -33,11 +48,15 @@ def config_from_settings(**defaults) -> PipelineConfig:
     overrides = {}
     for field in dataclasses.fields(PipelineConfig):
         value = setting(field.name)
-        if value is not None and field.name != "extra_beam_args":
-            kind = type(getattr(base, field.name))
-            overrides[field.name] = (
-                value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
-            )
+        if value is None or field.name == "extra_beam_args":
+            continue
+        allowed = field.metadata["bounds"]
+        if allowed is not None:  # a number: parsed and checked by its Range, nan refused
+            overrides[field.name] = allowed.convert(SETTING_PREFIX + field.name.upper(), value)
+        elif isinstance(getattr(base, field.name), bool):
+            overrides[field.name] = value.strip().lower() in ("1", "true", "yes")
+        else:
+            overrides[field.name] = value
     config = dataclasses.replace(base, **overrides)
     problems = checks.setting_problems(config)
     if problems:  # Airflow shows it as the DAG file's import error

@@ -40,7 +40,12 @@ from airflow.sensors.python import PythonSensor
 from data import spans
 from pipeline import checks
 from pipeline.config import SPAN_TOKEN, config_arguments
-from runners.airflow_settings import TRAINING_DAG_ID, config_from_settings, setting
+from runners.airflow_settings import (
+    TRAINING_DAG_ID,
+    config_from_settings,
+    number_setting,
+    setting,
+)
 
 DAG_ID = TRAINING_DAG_ID
 
@@ -91,8 +96,8 @@ def build_dag() -> DAG:
             task_id="wait_for_new_span",
             python_callable=new_span_ready,
             mode="reschedule",
-            poke_interval=float(setting("ct_poke_seconds", "60")),
-            timeout=float(setting("ct_wait_seconds", "3000")),
+            poke_interval=number_setting("ct_poke_seconds"),
+            timeout=number_setting("ct_wait_seconds"),
             soft_fail=True,  # no new span in this interval is not a failure
             retries=0,
         )
@@ -103,7 +108,7 @@ def build_dag() -> DAG:
             + " --span {{ ti.xcom_pull(task_ids='wait_for_new_span') }}",
             # A rerun resumes from MLMD's cache, so a transient failure (a killed worker, the
             # MLMD database away) is retried once; a refusal by a gate fails again, quickly.
-            retries=int(setting("ct_train_retries", "1")),
+            retries=number_setting("ct_train_retries"),
             retry_delay=datetime.timedelta(minutes=5),
         )
         wait >> train

@@ -28,7 +28,7 @@ DEFAULT_SPEC_FILE = "cfpb-dispute-kfp.json"
 IMAGE_SCHEMA_FILE = "/pipeline/pipeline/schema/schema.pbtxt"
 
 
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Compile the CFPB dispute pipeline into a KFP v2 pipeline spec (JSON) for "
         "Kubeflow Pipelines or Vertex AI Pipelines. Nothing runs here; submit the file with "
@@ -45,6 +45,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help=f"where to write the compiled spec (default: {DEFAULT_SPEC_FILE})",
     )
     pipeline_config.add_config_arguments(parser)
+    return parser
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = make_parser()
     args = parser.parse_args(argv)
     config = pipeline_config.config_from_arguments(args)
     # Only what the spec is built from: the output folder and MLMD belong to the cluster.

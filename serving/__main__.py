@@ -60,7 +60,7 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
         prog="python -m serving",
         description=__doc__.strip().splitlines()[0].split(": ", 1)[1],
@@ -72,7 +72,10 @@ def parser() -> argparse.ArgumentParser:
         flags = [f"--{option.name}"]
         if "_" in option.name:
             flags.append(f"--{option.name.replace('_', '-')}")
-        kind = {"bool": _bool, "int": int, "float": float}.get(str(option.type), str)
+        allowed = option.metadata.get("bounds")
+        if str(option.type) in ("int", "float") and allowed is None:
+            raise TypeError(f"Options.{option.name} is a number without a Range")
+        kind = allowed.parse if allowed else _bool if str(option.type) == "bool" else str
         extra = {"nargs": "?", "const": True} if kind is _bool else {}
         result.add_argument(
             *flags,
@@ -87,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     from serving.server import run
 
     options = Options(**vars(args))

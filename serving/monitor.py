@@ -25,22 +25,24 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore")  # dependencies' notices would bury the report
 
+from cli.bounds import INT64_MAX, add_number, count  # noqa: E402
 from data.atomic import atomic_write  # noqa: E402
 from models import features  # noqa: E402
 from pipeline.config import PipelineConfig, add_config_arguments  # noqa: E402
 from serving import request_log  # noqa: E402
-from serving.monitor_checks import MonitorError, Thresholds  # noqa: E402
+from serving.monitor_checks import THRESHOLD_BOUNDS, MonitorError, Thresholds  # noqa: E402
 
 HEALTHY, ALERT, CANNOT_JUDGE = 0, 1, 2
 DEFAULT_SINCE = "24h"
 STORE_FIELDS = ("output_dir", "mysql_host", "mysql_port", "mysql_database", "mysql_user")
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # before any logged row
 COLUMNS = "id, received_at, model_name, model_version, features, unknown_features, "
 COLUMNS += "dispute_probability"
 
 
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving.monitor",
         description=__doc__.split("\n\n")[1],
@@ -60,20 +62,28 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "(2026-11-25T08:00Z), or 'all' (default: %(default)s)",
     )
     window.add_argument("--until", help="end (exclusive), an ISO time (default: now)")
-    window.add_argument("--last", type=int, help="only the newest N predictions of the window")
+    add_number(window, "--last", bounds=count(), help="only the newest N predictions of the window")
     window.add_argument("--model-name", help="model to watch (default: the newest row's)")
-    window.add_argument(
-        "--model-version", type=int, help="version to watch (default: the newest row's)"
+    add_number(
+        window,
+        "--model-version",
+        bounds=count(1, INT64_MAX),
+        help="version to watch (default: the newest row's)",
     )
     defaults = Thresholds()
     limits = parser.add_argument_group("thresholds (a skew_comparator in the schema wins)")
-    for flag, kind, default, meaning in (
-        ("--skew-threshold", float, defaults.skew_linf, "L-infinity skew of a category"),
-        ("--prediction-psi-threshold", float, defaults.prediction_psi, "PSI of predictions"),
-        ("--min-rows", int, defaults.min_rows, "fewest predictions worth judging"),
+    for flag, name, meaning in (
+        ("--skew-threshold", "skew_linf", "L-infinity skew of a category"),
+        ("--prediction-psi-threshold", "prediction_psi", "PSI of predictions"),
+        ("--min-rows", "min_rows", "fewest predictions worth judging"),
     ):
-        limits.add_argument(
-            flag, type=kind, default=default, help=f"{meaning} (default: {default})"
+        default = getattr(defaults, name)
+        add_number(
+            limits,
+            flag,
+            bounds=THRESHOLD_BOUNDS[name],
+            default=default,
+            help=f"{meaning} (default: {default})",
         )
     output = parser.add_argument_group("output (the text report always goes to stdout)")
     output.add_argument("--html", type=Path, help="write a self-contained HTML page here")
@@ -81,7 +91,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     add_config_arguments(parser.add_argument_group("MLMD store (as given to the runner)"),
                          STORE_FIELDS)  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="tracebacks for failures")
-    return parser.parse_args(argv)
+    return parser
 
 
 def parse_time(text: str, what: str) -> datetime.datetime:
@@ -99,15 +109,15 @@ def window_bounds(args) -> tuple[str, str]:
     now = datetime.datetime.now(datetime.timezone.utc)
     until = parse_time(args.until, "--until") if args.until else now
     if args.since == "all":
-        since = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        since = EPOCH
     elif match := DURATION.fullmatch(args.since):
-        since = until - datetime.timedelta(seconds=float(match[1]) * UNITS[match[2]])
+        # A duration reaching back past 1970 is "all": datetime cannot hold 99999999 days.
+        back = min(float(match[1]) * UNITS[match[2]], (until - EPOCH).total_seconds())
+        since = until - datetime.timedelta(seconds=back)
     else:
         since = parse_time(args.since, "--since")
     if since >= until:
         raise MonitorError(f"the window is empty: --since {args.since} is not before --until")
-    if args.last is not None and args.last < 1:
-        raise MonitorError(f"--last {args.last}: give a positive number of predictions")
     return request_log.iso(since.timestamp()), request_log.iso(until.timestamp())
 
 
@@ -183,6 +193,7 @@ def logged_features(settings: set[str]) -> set[str]:
 
 def open_store(args):
     from lineage.store import connect
+    from pipeline import checks
 
     config = PipelineConfig(**{name: getattr(args, name) for name in STORE_FIELDS})
     if not config.mysql_host and not (
@@ -192,6 +203,8 @@ def open_store(args):
             f"no MLMD store at {config.metadata_path}: point --output-dir at the output folder "
             "of the pipeline that pushed the served model (or use --mysql-host)"
         )
+    if problems := checks.store_problems(config):  # a MySQL store that cannot answer
+        raise MonitorError(problems[0])
     connection = config.metadata_connection_config()
     if connection.HasField("sqlite"):  # the monitor only reads
         connection.sqlite.connection_mode = connection.sqlite.READONLY
@@ -308,7 +321,7 @@ def monitor(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(argv)
+    args = make_parser().parse_args(argv)
     if not args.verbose:  # one line on failure: TF's own C++ log would come first
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     logging.disable(logging.WARNING)  # TF and TFDV chatter; the report says what matters

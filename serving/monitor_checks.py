@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cli import bounds
 from models import features
 from pipeline import names
 from pipeline.config import MIN_SLICE_EXAMPLES
@@ -39,6 +40,14 @@ class Thresholds:
     skew_linf: float = 0.15  # L-infinity distance of a category's value frequencies
     prediction_psi: float = 0.25  # population stability index over the eval split's deciles
     min_rows: int = MIN_SLICE_EXAMPLES  # fewer rows are noise, not evidence
+
+
+# Their allowed values: a threshold of nan or below 0 would never (or always) alert.
+THRESHOLD_BOUNDS = {
+    "skew_linf": bounds.Range(0.0, 1.0, above=True, meaning="an L-infinity distance"),
+    "prediction_psi": bounds.Range(0.0, 100.0, above=True, meaning="a PSI"),
+    "min_rows": bounds.count(1),
+}
 
 
 @dataclass

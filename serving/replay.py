@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from cli.bounds import SEED, add_number, count
 from data.atomic import atomic_write
 from models import features
 
@@ -74,7 +75,7 @@ def write_outcomes(rows: list[dict], path: Path) -> None:
         writer.writerows([r[features.ID_KEY], r[features.LABEL_KEY]] for r in rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving.replay",
         description=__doc__.split("\n\n", 2)[2].replace("\n", " "),
@@ -85,13 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         default="http://127.0.0.1:8501/v1/models/cfpb",
         help="the model's REST URL (default: %(default)s)",
     )
-    parser.add_argument("--limit", type=int, help="replay this many rows, drawn at random")
-    parser.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
+    add_number(parser, "--limit", bounds=count(), help="replay this many rows, drawn at random")
+    add_number(parser, "--seed", bounds=SEED, default=0, help="seed of that draw (default 0)")
     parser.add_argument(
         "--new-ids", action="store_true", help="number every row as a new complaint"
     )
     parser.add_argument("--outcomes-out", type=Path, help="write the rows' outcomes here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     started = time.perf_counter()
     try:
         rows = load_rows(args.rows, args.limit, args.seed, args.new_ids)

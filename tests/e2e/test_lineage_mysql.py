@@ -194,3 +194,42 @@ def test_a_run_from_another_folder_leaves_live_executions_alone(db, tmp_path):
         for e in (r.execution for r in run.executions)
     }
     assert states <= {"COMPLETE", "CACHED"}
+
+
+def test_a_wrong_password_or_a_new_database_is_one_line_in_seconds(db, tmp_path):
+    """MLMD said 'mysql_real_connect failed: errno: , error: ' after 17 s, with a traceback."""
+    flags = store_flags_of(db)
+    wrong = {**os.environ, MYSQL_PASSWORD_ENV: "not-the-password"}
+    started = time.monotonic()
+    runner = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "runners" / "beam_runner.py"), *flags],
+        env=wrong,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    question = subprocess.run(
+        [sys.executable, "-m", "lineage.cli", *flags, "runs"],
+        env=wrong,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert time.monotonic() - started < 60
+    refused = f"MySQL for MLMD at {db.host}:{db.port} refused user '{db.user}' (Access denied"
+    assert runner.returncode == 2 and refused in runner.stderr.strip().splitlines()[-1]
+    assert question.returncode == 1 and question.stderr.startswith(f"error: {refused}")
+    assert "Traceback" not in runner.stderr + question.stderr
+    # A database that does not exist yet is MLMD's to create: the question gets a plain answer.
+    new = [*flags[:-4], "--mysql-database", "not_created_yet", *flags[-2:]]
+    fresh = subprocess.run(
+        [sys.executable, "-m", "lineage.cli", *new, "runs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert fresh.returncode == 1
+    assert fresh.stderr.strip() == "error: no runs of pipeline cfpb-dispute (pipelines: none)"

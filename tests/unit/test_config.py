@@ -167,7 +167,8 @@ def test_bad_flags_and_paths_fail_with_a_clear_message(tmp_path):
     empty = run_runner("--data-dir", str(tmp_path))
     assert empty.returncode == 2 and "holds no file matching *.csv" in empty.stderr
     steps = run_runner("--train-steps", "0")
-    assert steps.returncode == 2 and "--train-steps must be at least 1" in steps.stderr
+    assert steps.returncode == 2
+    assert "argument --train-steps: must be an integer from 1 to" in steps.stderr
     mode = run_runner("--direct_running_mode", "fast")
     assert mode.returncode == 2 and "invalid choice" in mode.stderr
     assert "Traceback" not in missing.stderr + empty.stderr + steps.stderr + mode.stderr
@@ -217,11 +218,11 @@ def test_passwords_with_quotes_backslashes_and_unicode_are_masked(password, capl
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
-        (["--min-auc", "2"], "--min-auc must be between 0 and 1"),
-        (["--min-auc", "nan"], "--min-auc must be between 0 and 1"),
-        (["--max-auc-drop", "-1"], "--max-auc-drop must be between 0 and 1"),
-        (["--eval-split-buckets", "0"], "--eval-split-buckets must be at least 1"),
-        (["--span", "2"], "--span needs a positive number and {SPAN} in --input-pattern"),
+        (["--min-auc", "2"], "--min-auc: must be a number from 0 to 1 (an AUC), not 2"),
+        (["--min-auc", "nan"], "--min-auc: must be a number from 0 to 1 (an AUC), not nan"),
+        (["--max-auc-drop", "-1"], "--max-auc-drop: must be a number from 0 to 1"),
+        (["--eval-split-buckets", "0"], "--eval-split-buckets: must be an integer from 1 to"),
+        (["--span", "2"], "--span needs {SPAN} in --input-pattern"),
         (["--span", "9", "--input-pattern", "span-{SPAN}/*.csv"], "--span 9: no file under"),
     ],
 )
@@ -312,3 +313,61 @@ def test_a_word_label_after_many_integer_rows_in_one_file_is_named_by_row(tmp_pa
     words = tmp_path / "words.csv"
     words.write_text(f"complaint_id,{LABEL_KEY}\n1,Yes\n2,No\n")
     assert checks.label_type_problem([words]) is None  # all words: the data gate names them
+
+
+@pytest.mark.parametrize(
+    ("group", "words"),
+    [
+        (
+            "tags: Older Americans",
+            "--fairness-gate: no complaint in {data} is in group 'tags: Older Americans'; "
+            "its groups are: tags: (none); tags: Older American; "
+            "tags: Older American, Servicemember; tags: Servicemember",
+        ),
+        ("tag: Older American", "--fairness-gate: tag: 'Older American' is not a group"),
+    ],
+)
+def test_a_fairness_gate_group_that_matches_nothing_stops_the_run(group, words, tmp_path):
+    """It was 'not judged' and the model blessed: a typo silently switched the gate off."""
+    result = run_runner("--output-dir", str(tmp_path / "out"), "--fairness-gate", group)
+    data = PipelineConfig().data_dir
+    assert result.returncode == 2 and words.format(data=data) in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "logs").exists()  # nothing ran
+
+
+def test_fairness_gate_groups_of_the_data_pass_the_check():
+    from pipeline import checks
+
+    config = PipelineConfig(fairness_gate="tags: Older American; tags: (none); product: Mortgage")
+    assert checks.fairness_gate_problems(config, checks.input_files(config)) == []
+
+
+def test_a_port_that_is_not_mysql_is_named_in_seconds(tmp_path):
+    """Accepting TCP is not being MySQL: MLMD said 'mysql_real_connect failed' after 17 s."""
+    import socket
+    import threading
+    import time
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def answer_http() -> None:  # what a web server on a mistyped port says
+            for _ in range(3):
+                connection, _ = listener.accept()
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                connection.close()
+
+        threading.Thread(target=answer_http, daemon=True).start()
+        started = time.monotonic()
+        result = run_runner(
+            *("--output-dir", str(tmp_path / "out"), "--mysql-host", "127.0.0.1"),
+            *("--mysql-port", str(port)),
+        )
+    assert result.returncode == 2 and time.monotonic() - started < 15
+    assert (
+        f"MySQL for MLMD at 127.0.0.1:{port} does not answer as a MySQL server"
+        in (result.stderr.strip().splitlines()[-1])
+    )
+    assert "Traceback" not in result.stderr

@@ -154,7 +154,8 @@ BAD_INPUT = {
     "other sqlite": (lambda d: _other_sqlite(d / "x.sqlite"), [], "not a readable request log"),
     "nothing in the window": (None, ["--until", "2001-01-01"], "no predictions from 1970-01-01"),
     "bad --since": (None, ["--since", "yesterday"], "--since 'yesterday' is not an ISO time"),
-    "bad --last": (None, ["--last", "0"], "--last 0: give a positive number"),
+    # 99999999 days back is "all": it used to end in OverflowError (issue 23).
+    "--since past year 1": (None, ["--since", "99999999d"], "no MLMD store at"),
     "too few rows": (None, ["--last", "20"], "only 20 predictions of cfpb version 7"),
     "unknown version": (None, ["--model-version", "3"], "no predictions of cfpb version 3"),
     "features not logged": (
@@ -242,3 +243,23 @@ def test_the_window_spans_rotated_files_and_last_takes_the_newest(halves, tmp_pa
     newest, _, _ = monitor.read_window(files, "2000", "3000", 25)
     times = [row[1] for row in rows]
     assert [row[1] for row in newest] == times[:25] and times == sorted(times, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--skew-threshold", "nan"], "--skew-threshold: must be a number above 0 and at most 1"),
+        (["--skew-threshold", "-1"], "--skew-threshold: must be a number above 0"),
+        (["--min-rows", "-1"], "--min-rows: must be an integer from 1 to"),
+        (["--last", "0"], "--last: must be an integer from 1 to"),
+    ],
+)
+def test_thresholds_that_would_never_alert_are_refused(flags, words, halves, tmp_path, capsys):
+    """nan reported HEALTHY on traffic whose product distance was 0.96 (issue 23)."""
+    log = write_log(tmp_path / "log", halves[1][:150])
+    with pytest.raises(SystemExit) as stopped:
+        monitor.main(cli(tmp_path, "--request-log", str(log), *flags))
+    assert stopped.value.code == monitor.CANNOT_JUDGE
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("python -m serving.monitor: error: argument") and words in error
+    assert not (tmp_path / "page.html").exists()

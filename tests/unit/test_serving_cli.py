@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from serving.__main__ import main, parser
+from serving.__main__ import main, make_parser
 from serving.options import Options
 
 
 def test_tf_serving_flags_with_underscores_or_dashes():
-    args = parser().parse_args(
+    args = make_parser().parse_args(
         [
             "--model_name=cfpb",
             "--model-base-path",
@@ -35,7 +35,7 @@ def test_tf_serving_flags_with_underscores_or_dashes():
 def test_bad_flags_are_refused(capsys):
     for bad in (["--log_features=some"], ["--enable_batching=maybe"], ["--port=x"]):
         with pytest.raises(SystemExit) as raised:
-            parser().parse_args(bad)
+            make_parser().parse_args(bad)
         assert raised.value.code == 2
     assert main([]) == 2  # no model to serve
     assert "--model_base_path" in capsys.readouterr().err

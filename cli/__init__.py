@@ -1,0 +1,1 @@
+"""What every command shares, below every other package: the allowed ranges of numeric settings."""
