@@ -7,7 +7,6 @@ features go back as trailing metadata (x-request-id, x-model-version, x-unknown-
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 import uuid
@@ -31,7 +30,7 @@ from tensorflow_serving.apis import (
 from serving import grpc_convert
 from serving.errors import ServingError, invalid
 from serving.models import ModelManager, settings_from_proto
-from serving.service import PredictService
+from serving.service import PredictService, bearer_token_matches
 
 log = logging.getLogger("serving")
 CLASSIFY = "tensorflow/serving/classify"
@@ -44,13 +43,12 @@ def _metadata(context) -> dict[str, str]:
 
 class _Auth:
     def __init__(self, token: str | None):
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._token = token or None
 
     def check(self, context) -> None:
-        if self._expected is None:
+        if self._token is None:
             return
-        given = _metadata(context).get("authorization", "").encode()
-        if not hmac.compare_digest(given, self._expected):
+        if not bearer_token_matches(_metadata(context).get("authorization", ""), self._token):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
 
@@ -69,6 +67,34 @@ def _examples(request_input) -> list[bytes]:
             merged.append(combined.SerializeToString())
         return merged
     raise invalid("the request's input has no examples")
+
+
+def _batch(name: str, tensor) -> list[bytes]:
+    """The serialized examples of a Predict input, which must be a 1-D batch of them.
+
+    TensorFlow (so TF Serving) reads a TensorProto with fewer values than its shape by repeating
+    the last one, with more by dropping the rest, and one without tensor_shape as a scalar: each
+    would answer for examples the client did not send, so each is refused here.
+    """
+    if tensor.dtype != types_pb2.DT_STRING:
+        raise invalid(f"input '{name}' must be DT_STRING serialized tf.Examples")
+    values = list(tensor.string_val)
+    expected = (
+        "expected a 1-D batch whose dimension equals the number of serialized examples "
+        f"([{len(values)}])"
+    )
+    if not tensor.HasField("tensor_shape"):
+        raise invalid(
+            f"input '{name}' has no tensor_shape, which TensorFlow reads as a scalar; {expected}"
+        )
+    shape = tensor.tensor_shape
+    dims = [dim.size for dim in shape.dim]
+    if shape.unknown_rank or dims != [len(values)]:
+        given = "of unknown rank" if shape.unknown_rank else f"[{', '.join(map(str, dims))}]"
+        raise invalid(
+            f"input '{name}' has shape {given} but {len(values)} serialized example(s); {expected}"
+        )
+    return values
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -128,10 +154,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     f"the request must have exactly one input, '{name}'; "
                     f"got {sorted(request.inputs)}"
                 )
-            tensor = request.inputs[name]
-            if tensor.dtype != types_pb2.DT_STRING:
-                raise invalid(f"input '{name}' must be DT_STRING serialized tf.Examples")
-            self.service.parse_serialized(call, list(tensor.string_val))
+            self.service.parse_serialized(call, _batch(name, request.inputs[name]))
 
         call, outputs = self._run(context, "predict", request.model_spec, fill)
         response = predict_pb2.PredictResponse()
@@ -220,7 +243,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         response = model_management_pb2.ReloadConfigResponse()
         try:
             self.manager.reload(settings_from_proto(request.config, base_dir=""))
-        except ServingError as error:
+        except ServingError as error:  # the client hears why; the operator gets one line
+            log.warning("reload refused: %s", error.message)
             response.status.CopyFrom(
                 status_pb2.StatusProto(error_code=error.code.value[0], error_message=error.message)
             )

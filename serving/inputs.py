@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
+from models import features
 from serving import example_wire
 from serving.errors import ServingError, invalid, too_large
 from serving.servable import FeatureSpec, Signature
@@ -171,24 +172,52 @@ def parse_serialized(serialized: list[bytes], signature: Signature, max_instance
     return batch
 
 
+def learned_and_passthrough(known: dict) -> tuple[set[str], set[str]]:
+    """(features the model learns from, passthrough keys it reads) of a signature's features.
+
+    Only PASSTHROUGH_KEYS the model reads count as passthrough; a model that reads nothing else
+    (not the pipeline's) learns from them, so they count as learned there.
+    """
+    passthrough = {name for name in features.PASSTHROUGH_KEYS if name in known}
+    learned = set(known) - passthrough
+    return (learned, passthrough) if learned else (set(known), set())
+
+
+def _refusal(
+    index: int, strangers: list[str], carried: list[str], learned: set[str]
+) -> ServingError:
+    names = ", ".join(sorted(strangers)[:MAX_NAMES])
+    note = "(carried for joins and slicing, never learned from)"
+    if strangers and carried:
+        what = f"only unknown features: {names} and passthrough {', '.join(carried)} {note}"
+    elif strangers:
+        what = f"only unknown features: {names}"
+    elif carried:
+        what = f"only passthrough features: {', '.join(carried)} {note}"
+    else:
+        what = "no features"
+    return invalid(
+        f"instance {index} has {what}. The model learns from: {', '.join(sorted(learned))}"
+    )
+
+
 def check(examples: list[example_wire.Features], signature: Signature) -> list[str]:
-    """Unknown feature names across the batch; refuses examples the model cannot use."""
+    """Unknown feature names across the batch; refuses examples the model cannot use.
+
+    An example is refused unless it has a feature the model learns from: one with only unknown
+    or passthrough features (an id and tags) would get the model's constant answer.
+    """
     known = signature.features
     if not known:
         return []  # nothing to check against
+    learned, passthrough = learned_and_passthrough(known)
     unknown: set[str] = set()
     for index, example in enumerate(examples):
         strangers = [name for name in example if name not in known]
         unknown.update(strangers)
-        if len(strangers) == len(example):
-            what = (
-                f"only unknown features: {', '.join(sorted(strangers)[:MAX_NAMES])}"
-                if strangers
-                else "no features"
-            )
-            raise invalid(
-                f"instance {index} has {what}. The model reads: {', '.join(sorted(known))}"
-            )
+        if not any(name in learned for name in example):
+            carried = sorted(name for name in example if name in passthrough)
+            raise _refusal(index, strangers, carried, learned)
         for name, (kind, values) in example.items():
             spec = known.get(name)
             if spec is None:

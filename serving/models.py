@@ -89,10 +89,23 @@ def settings_from_proto(config, base_dir: str) -> list[ModelSettings]:
 
 
 def read_model_config(path: str) -> list[ModelSettings]:
-    """TF Serving's --model_config_file (ModelServerConfig in text format), so it can be reused."""
-    with open(path, encoding="utf-8") as handle:
-        config = text_format.Parse(handle.read(), model_server_config_pb2.ModelServerConfig())
-    return settings_from_proto(config, os.path.dirname(os.path.abspath(path)))
+    """TF Serving's --model_config_file (ModelServerConfig in text format), so it can be reused.
+
+    A file that cannot be read or parsed is one FAILED_PRECONDITION line: the operator's to fix.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = text_format.Parse(handle.read(), model_server_config_pb2.ModelServerConfig())
+    except OSError as error:
+        reason = f"cannot be read: {error.strerror or error}"
+    except UnicodeDecodeError:
+        reason = "is not UTF-8 text"
+    except text_format.ParseError as error:
+        first = str(error).strip().splitlines()[0].rstrip(".")
+        reason = f"not a ModelServerConfig in text format: {first}"
+    else:
+        return settings_from_proto(config, os.path.dirname(os.path.abspath(path)))
+    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"--model_config_file {path}: {reason}")
 
 
 def list_versions(base_path: str) -> dict[int, str]:

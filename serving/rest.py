@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable
 
+import grpc
 import numpy as np
 import orjson
 from google.protobuf import json_format
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from serving import grpc_convert
 from serving.errors import ServingError, invalid, not_found, too_large
-from serving.service import PredictService
+from serving.service import PredictService, bearer_token_matches
 
 log = logging.getLogger("serving")
 MODEL_PATH = re.compile(
@@ -73,11 +73,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     if length.isdigit() and int(length) > limit:
         raise too_large(f"the request body has {length} bytes; this server takes {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(f"the request body is over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(f"the request body is over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client's doing, not the server's: one line, and nobody left to answer.
+        log.info(
+            "client disconnected after %d of %s body bytes: %s %s",
+            size,
+            length or "?",
+            request.method,
+            request.url.path,
+        )
+        raise ServingError(grpc.StatusCode.CANCELLED, "the client disconnected") from None
     return b"".join(chunks)
 
 
@@ -99,8 +110,7 @@ def create_app(
     def authorized(request: Request) -> bool:
         if token is None:
             return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        return bearer_token_matches(request.headers.get("authorization", ""), token)
 
     def unauthorized() -> Response:
         return json_response(
@@ -205,11 +215,12 @@ def create_app(
             return unauthorized()
         try:
             await asyncio.get_running_loop().run_in_executor(None, reload or manager.poll)
-        except ServingError as error:
+        except ServingError as error:  # a config file that does not parse, say: one line
+            log.warning("reload refused: %s", error.message)
             return error_response(error)
-        except Exception as error:  # a config file that does not parse, say
+        except Exception as error:  # a bug: the traceback is worth having
             log.exception("reload failed")
-            return json_response({"error": f"reload failed: {str(error).splitlines()[0]}"}, 400)
+            return json_response({"error": f"reload failed: {str(error).splitlines()[0]}"}, 500)
         return json_response({"status": "reloaded"})
 
     async def not_found_endpoint(request: Request) -> Response:

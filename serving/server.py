@@ -18,6 +18,7 @@ import uvicorn
 import uvloop
 
 from serving.batching import Batcher
+from serving.errors import ServingError
 from serving.grpc_service import start_grpc
 from serving.metrics import Metrics
 from serving.models import ModelManager, ModelSettings, VersionPolicy, read_model_config
@@ -31,7 +32,10 @@ log = logging.getLogger("serving")
 
 def model_settings(options: Options) -> list[ModelSettings]:
     if options.model_config_file:
-        return read_model_config(options.model_config_file)
+        try:
+            return read_model_config(options.model_config_file)
+        except ServingError as error:
+            raise SystemExit(f"error: {error.message}") from None
     policy = VersionPolicy.parse(options.model_version_policy)
     return [ModelSettings(options.model_name, os.path.abspath(options.model_base_path), policy)]
 
@@ -99,10 +103,16 @@ def run(options: Options) -> int:
     )
 
     def reload() -> None:
-        if options.model_config_file:
-            manager.reload(read_model_config(options.model_config_file))
-        else:
+        if not options.model_config_file:
             manager.poll()
+            return
+        try:
+            settings = read_model_config(options.model_config_file)
+        except ServingError as error:
+            raise ServingError(
+                error.code, f"{error.message}; the models served are unchanged"
+            ) from None
+        manager.reload(settings)
 
     grpc_server = None
     if options.port:

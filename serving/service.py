@@ -7,6 +7,7 @@ the gRPC handlers block on them in their worker threads.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -32,6 +33,15 @@ def model_error_message(error: Exception) -> str:
     lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
     useful = [line for line in lines if line and not line.startswith(NOISE)]
     return useful[0][:500] if useful else "the model could not run on this input"
+
+
+def bearer_token_matches(header: str, token: str) -> bool:
+    """Whether an Authorization value carries the token: the scheme is case-insensitive (RFC 7235,
+    RFC 6750), the token is compared in constant time."""
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.lstrip(" ").encode(), token.encode())
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 import requests
+import tensorflow as tf
+from conftest import bundled_rows
 from support.serving_harness import ServerProcess, push
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -106,3 +108,41 @@ def test_labels_route_requests_and_change_only_with_the_token(labelled_server):
     refused = requests.post(reload_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert refused.status_code == 400 and "not loaded" in refused.json()["error"]
     assert predict(server, "/labels/stable:predict").headers["X-Model-Version"] == "2"
+
+
+def test_the_bearer_scheme_is_case_insensitive_and_the_token_is_not(labelled_server):
+    server, _ = labelled_server
+    url = server.url + ":predict"
+    body = {"instances": [{"product": bundled_rows()[0]["product"]}]}
+    expected = {
+        f"bearer {TOKEN}": 200,
+        f"BEARER {TOKEN}": 200,
+        f"bEaReR  {TOKEN}": 200,  # RFC 7235: 1*SP between the scheme and the token
+        f"bearer {TOKEN.upper()}": 401,  # the token itself is compared exactly
+        f"Basic {TOKEN}": 401,
+        f"bearer{TOKEN}": 401,
+        TOKEN: 401,
+    }
+    got = {
+        header: requests.post(url, json=body, headers={"Authorization": header}, timeout=10)
+        for header in expected
+    }
+    assert {header: response.status_code for header, response in got.items()} == expected
+    root = server.url.split("/v1/")[0]
+    lower = {"Authorization": f"bearer {TOKEN}"}
+    assert requests.get(root + "/metrics", headers=lower, timeout=10).status_code == 200
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        example = tf.train.Example()
+        example.features.feature["product"].bytes_list.value.append(
+            body["instances"][0]["product"].encode()
+        )
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "cfpb"
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example.SerializeToString()]))
+        lower = [("authorization", f"bearer {TOKEN}")]
+        assert stub.Predict(request, metadata=lower, timeout=10).model_spec.name == "cfpb"
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Predict(request, metadata=[("authorization", f"bearer {TOKEN}x")], timeout=10)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -6,6 +6,8 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import bundled_rows
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -14,6 +16,7 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from test_serving_rest import EXPORT_NAMED_REFUSAL, export_named
 
 from models import features
 from pipeline.components.example_gen import row_to_example
@@ -110,3 +113,66 @@ def test_errors_have_tf_servings_status_codes(channel):
         stub.Classify(classify, timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "not tensorflow/serving/classify" in raised.value.details()
+
+
+def test_export_column_names_beside_a_complaint_id_are_refused(channel):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    example = tf.train.Example()
+    for name, value in export_named(bundled_rows()[0]).items():
+        example.features.feature[name].bytes_list.value.append(value.encode())
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Predict(predict_request([example.SerializeToString()]), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == EXPORT_NAMED_REFUSAL
+
+
+def tensor(shape: list[int] | None, records: list[bytes]) -> tensor_pb2.TensorProto:
+    """A DT_STRING TensorProto as a hand-built client might send it (shape None: no shape)."""
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=records)
+    if shape is not None:
+        proto.tensor_shape.SetInParent()
+        proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in shape)
+    return proto
+
+
+EXPECTED = "expected a 1-D batch whose dimension equals the number of serialized examples"
+
+
+def test_an_examples_tensor_that_is_not_a_1d_batch_of_its_values_is_refused(channel, raw_rows):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    one, two = serialized(raw_rows[0]), serialized(raw_rows[1])
+    cases = {
+        "shape [5], one value": (
+            tf.make_tensor_proto([one], shape=[5]),
+            f"input 'examples' has shape [5] but 1 serialized example(s); {EXPECTED} ([1])",
+        ),
+        "shape [1], two values": (
+            tensor([1], [one, two]),
+            f"input 'examples' has shape [1] but 2 serialized example(s); {EXPECTED} ([2])",
+        ),
+        "2-D": (
+            tf.make_tensor_proto([[one], [two]]),
+            f"input 'examples' has shape [2, 1] but 2 serialized example(s); {EXPECTED} ([2])",
+        ),
+        "a scalar": (
+            tf.make_tensor_proto(one),
+            f"input 'examples' has shape [] but 1 serialized example(s); {EXPECTED} ([1])",
+        ),
+        "no tensor_shape": (
+            tensor(None, [one]),
+            "input 'examples' has no tensor_shape, which TensorFlow reads as a scalar; "
+            f"{EXPECTED} ([1])",
+        ),
+    }
+    for what, (proto, message) in cases.items():
+        request = predict_request([])
+        request.inputs["examples"].CopyFrom(proto)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Predict(request, timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, what
+        assert raised.value.details() == message, what
+    # A hand-built tensor whose shape matches its values is served.
+    request = predict_request([])
+    request.inputs["examples"].CopyFrom(tensor([2], [one, two]))
+    response = stub.Predict(request, timeout=10)
+    assert tf.make_ndarray(response.outputs[features.PREDICTION_KEY]).shape == (2,)

@@ -9,7 +9,9 @@ import sqlite3
 import numpy as np
 import pytest
 import requests
+from conftest import bundled_rows
 
+from data.prepare import CFPB_COLUMNS
 from models import features
 from pipeline.components.example_gen import row_to_example
 
@@ -207,3 +209,50 @@ def test_metrics_count_requests_by_code_and_version(shared_server):
     requests.post(shared_server.url.replace("cfpb", "typo") + ":predict", json={}, timeout=10)
     text = requests.get(shared_server.url.split("/v1/")[0] + "/metrics", timeout=10).text
     assert 'model="typo"' not in text and 'model="(unknown)"' in text  # bounded label values
+
+
+def export_named(row: dict) -> dict:
+    """A bundled row under the CFPB export's own column names, plus the complaint_id a client
+    adds for joins (the one name the model knows, and never learns from)."""
+    named = {
+        export: row[canonical]
+        for export, canonical in CFPB_COLUMNS.items()
+        if canonical not in (features.ID_KEY, features.LABEL_KEY)
+    }
+    return {features.ID_KEY: row[features.ID_KEY], **named}
+
+
+# What the server answers for export_named: the export's names are unknown, complaint_id is
+# passthrough, and the model learns from the pipeline's columns but the id and tags.
+EXPORT_NAMED_REFUSAL = (
+    "instance 0 has only unknown features: "
+    + ", ".join(
+        sorted(n for n, c in CFPB_COLUMNS.items() if c not in (features.ID_KEY, features.LABEL_KEY))
+    )
+    + " and passthrough complaint_id (carried for joins and slicing, never learned from). "
+    + "The model learns from: "
+    + ", ".join(sorted(features.MODEL_INPUT_KEYS))
+)
+
+
+def test_export_column_names_beside_a_complaint_id_are_refused(shared_server):
+    url = f"{shared_server.url}:predict"
+    row = bundled_rows()[0]
+    response = requests.post(url, json={"instances": [export_named(row)]}, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": EXPORT_NAMED_REFUSAL}
+    # The id and tags alone: nothing the model learns from either.
+    carried = {features.ID_KEY: row[features.ID_KEY], features.TAGS_KEY: "Servicemember"}
+    response = requests.post(url, json={"instances": [carried]}, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(
+        "instance 0 has only passthrough features: complaint_id, tags"
+    )
+    # One learned feature beside them is enough: served, the unknown names reported.
+    served = {**export_named(row), "product": row["product"]}
+    response = requests.post(url, json={"instances": [served]}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Unknown-Features"].split(",")[:2] == [
+        "Company",
+        "Company response to consumer",
+    ]

@@ -129,3 +129,86 @@ def test_the_hand_written_encoder_matches_protobuf():
             listed.value.extend(values)
         assert example_pb2.Example.FromString(example_wire.encode(features)) == expected
         assert example_wire.decode(expected.SerializeToString()) == features
+
+
+# A model that reads the pipeline's passthrough keys beside the features it learns from.
+PIPELINE_LIKE = Signature(
+    "serving_default",
+    meta_graph_pb2.SignatureDef(),
+    "examples",
+    ["dispute_probability"],
+    {
+        "product": FeatureSpec("bytes", 1),
+        "company": FeatureSpec("bytes", 1),
+        "complaint_id": FeatureSpec("bytes", 1),
+        "tags": FeatureSpec("bytes", 1),
+    },
+)
+
+
+@pytest.mark.parametrize(
+    "instance, message",
+    [
+        (
+            {"complaint_id": "2", "Product": "Mortgage", "Company": "Wells Fargo"},
+            "instance 0 has only unknown features: Company, Product and passthrough "
+            "complaint_id (carried for joins and slicing, never learned from). "
+            "The model learns from: company, product",
+        ),
+        (
+            {"complaint_id": "2", "tags": "Servicemember"},
+            "instance 0 has only passthrough features: complaint_id, tags (carried for joins "
+            "and slicing, never learned from). The model learns from: company, product",
+        ),
+        (
+            {"Product": "Mortgage"},
+            "instance 0 has only unknown features: Product. The model learns from: company, "
+            "product",
+        ),
+    ],
+)
+def test_an_example_with_nothing_the_model_learns_from_is_refused(instance, message):
+    with pytest.raises(ServingError) as raised:
+        parse_predict({"instances": [instance]}, PIPELINE_LIKE, 10)
+    assert raised.value.message == message
+    assert raised.value.http_status == 400
+    # The same example as serialized bytes (the gRPC path) gets the same refusal.
+    serialized = example_wire.encode({k: ("bytes", [v.encode()]) for k, v in instance.items()})
+    with pytest.raises(ServingError) as raised:
+        parse_serialized([serialized], PIPELINE_LIKE, 10)
+    assert raised.value.message == message
+
+
+def test_a_learned_feature_beside_passthrough_and_unknown_ones_is_served():
+    body = {"instances": [{"complaint_id": "2", "tags": "", "product": "Mortgage", "Company": "x"}]}
+    batch = parse_predict(body, PIPELINE_LIKE, 10)
+    assert batch.unknown == ["Company"]
+    assert features_of(batch) == [
+        {"complaint_id": [b"2"], "tags": [b""], "product": [b"Mortgage"], "Company": [b"x"]}
+    ]
+
+
+def test_passthrough_names_count_only_when_the_model_reads_them():
+    # Not the pipeline's model: it reads complaint_id but not tags, so tags is just unknown.
+    other = Signature(
+        "serving_default",
+        meta_graph_pb2.SignatureDef(),
+        "examples",
+        ["score"],
+        {"x": FeatureSpec("float", 1), "complaint_id": FeatureSpec("bytes", 1)},
+    )
+    with pytest.raises(ServingError) as raised:
+        parse_predict({"instances": [{"complaint_id": "2", "tags": "a"}]}, other, 10)
+    assert raised.value.message == (
+        "instance 0 has only unknown features: tags and passthrough complaint_id (carried for "
+        "joins and slicing, never learned from). The model learns from: x"
+    )
+    # A model that reads nothing but a passthrough name learns from it: it is served.
+    lookup = Signature(
+        "serving_default",
+        meta_graph_pb2.SignatureDef(),
+        "examples",
+        ["score"],
+        {"complaint_id": FeatureSpec("bytes", 1)},
+    )
+    assert parse_predict({"instances": [{"complaint_id": "2"}]}, lookup, 10).unknown == []
