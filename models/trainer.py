@@ -86,12 +86,14 @@ def choose_threshold(keras_model: tf.keras.Model, dataset: tf.data.Dataset, step
     }
 
 
-def make_serving_signature(
+def make_serving_signatures(
     keras_model: tf.keras.Model,
     tf_transform_output: tft.TFTransformOutput,
     threshold: float = DEFAULT_THRESHOLD,
-) -> tf.types.experimental.ConcreteFunction:
-    """serving_default: serialized tf.Examples of raw columns -> probability and decision."""
+) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    """serving_default: serialized tf.Examples of raw columns -> probability and decision; and
+    features.PROBABILITY_SIGNATURE with the probability alone, for a TF Serving client that
+    reads one output per example ({"predictions": [0.24, ...]})."""
     # Tracked as attributes so that the transform graph and the threshold are saved with it.
     keras_model.tft_layer = tf_transform_output.transform_features_layer()
     keras_model.decision_threshold = tf.Variable(
@@ -108,7 +110,14 @@ def make_serving_signature(
         decision = tf.cast(probability > keras_model.decision_threshold, tf.int64)
         return {features.PREDICTION_KEY: probability, features.DECISION_KEY: decision}
 
-    return serve.get_concrete_function()
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_probability(serialized_examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {features.PREDICTION_KEY: serve(serialized_examples)[features.PREDICTION_KEY]}
+
+    return {
+        "serving_default": serve.get_concrete_function(),
+        features.PROBABILITY_SIGNATURE: serve_probability.get_concrete_function(),
+    }
 
 
 def load_hyperparameters(config: dict | None) -> kt.HyperParameters:
@@ -144,10 +153,8 @@ def run_fn(fn_args: FnArgs) -> None:
         json.dump({**record, "history": history.history}, handle, indent=2)
 
     decision = choose_threshold(keras_model, evaluation, fn_args.eval_steps)
-    signature = make_serving_signature(keras_model, tf_transform_output, decision["threshold"])
-    keras_model.save(
-        fn_args.serving_model_dir, save_format="tf", signatures={"serving_default": signature}
-    )
+    signatures = make_serving_signatures(keras_model, tf_transform_output, decision["threshold"])
+    keras_model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
     with open(os.path.join(fn_args.serving_model_dir, THRESHOLD_FILE), "w") as handle:
         json.dump(decision, handle, indent=2)
 

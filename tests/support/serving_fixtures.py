@@ -38,8 +38,8 @@ def saved_model(request, tmp_path_factory) -> Path:
     data = tf.data.Dataset.from_tensor_slices((columns, labels)).batch(16).repeat()
     keras_model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)
     export_dir = tmp_path_factory.mktemp("saved_model") / "model"
-    signature = trainer.make_serving_signature(keras_model, tf_transform_output)
-    keras_model.save(str(export_dir), save_format="tf", signatures={"serving_default": signature})
+    signatures = trainer.make_serving_signatures(keras_model, tf_transform_output)
+    keras_model.save(str(export_dir), save_format="tf", signatures=signatures)
     return export_dir
 
 

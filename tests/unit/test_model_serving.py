@@ -28,12 +28,17 @@ def trained(transformed):
 
 
 @pytest.fixture(scope="module")
-def serving(trained, tmp_path_factory):
+def signatures(trained, tmp_path_factory):
     keras_model, tf_transform_output, _ = trained
     export_dir = str(tmp_path_factory.mktemp("model"))
-    signature = trainer.make_serving_signature(keras_model, tf_transform_output)
-    keras_model.save(export_dir, save_format="tf", signatures={"serving_default": signature})
-    return tf.saved_model.load(export_dir).signatures["serving_default"]
+    made = trainer.make_serving_signatures(keras_model, tf_transform_output)
+    keras_model.save(export_dir, save_format="tf", signatures=made)
+    return tf.saved_model.load(export_dir).signatures
+
+
+@pytest.fixture(scope="module")
+def serving(signatures):
+    return signatures["serving_default"]
 
 
 def test_model_predicts_a_probability_per_example(trained):
@@ -57,10 +62,18 @@ def test_every_hyperparameter_has_a_default():
     assert trainer.load_hyperparameters(hp.get_config()).values == hp.values
 
 
-def test_signature_takes_serialized_examples_and_returns_probabilities(serving):
-    (input_spec,) = serving.structured_input_signature[1].values()
+def test_signature_takes_serialized_examples_and_returns_probabilities(signatures, raw_rows):
+    default = signatures["serving_default"]
+    (input_spec,) = default.structured_input_signature[1].values()
     assert input_spec.dtype == tf.string and input_spec.shape.as_list() == [None]
-    assert sorted(serving.structured_outputs) == [features.PREDICTION_KEY, features.DECISION_KEY]
+    assert sorted(default.structured_outputs) == [features.PREDICTION_KEY, features.DECISION_KEY]
+    # The one-output signature answers the same probabilities, alone.
+    records = tf.constant([row_to_example(row).SerializeToString() for row in raw_rows[:5]])
+    alone = signatures[features.PROBABILITY_SIGNATURE](examples=records)
+    assert list(alone) == [features.PREDICTION_KEY]
+    np.testing.assert_array_equal(
+        alone[features.PREDICTION_KEY], default(examples=records)[features.PREDICTION_KEY]
+    )
 
 
 def test_dispute_rate_threshold_flags_as_many_as_are_disputed():
@@ -76,11 +89,11 @@ def test_the_threshold_is_saved_and_decides(trained, tmp_path, raw_rows):
     rows = raw_rows[:20]
     examples = [row_to_example(row) for row in rows]
     records = tf.constant([e.SerializeToString() for e in examples])
-    signature = trainer.make_serving_signature(keras_model, tf_transform_output)
-    probabilities = signature(records)[features.PREDICTION_KEY].numpy()
+    signatures = trainer.make_serving_signatures(keras_model, tf_transform_output)
+    probabilities = signatures["serving_default"](records)[features.PREDICTION_KEY].numpy()
     threshold = float(np.median(probabilities))
-    signature = trainer.make_serving_signature(keras_model, tf_transform_output, threshold)
-    keras_model.save(str(tmp_path), save_format="tf", signatures={"serving_default": signature})
+    signatures = trainer.make_serving_signatures(keras_model, tf_transform_output, threshold)
+    keras_model.save(str(tmp_path), save_format="tf", signatures=signatures)
     loaded = tf.saved_model.load(str(tmp_path))
     assert loaded.decision_threshold.numpy() == pytest.approx(threshold)
     served = loaded.signatures["serving_default"](examples=records)
