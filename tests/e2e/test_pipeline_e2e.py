@@ -469,15 +469,15 @@ def test_lineage_command_edge_cases_from_the_review(runs, tmp_path, capsys, monk
     # The first run and its fully cached rerun: no setting differs.
     unchanged = json.loads(lineage_cli(config, "--json", "diff", "#1", "#2", capsys=capsys))
     assert unchanged["settings"] == {}
-    # --json export answers in JSON; a missing Graphviz creates no folder.
+    # --json export answers in JSON; a missing Graphviz writes nothing.
     written = json.loads(
         lineage_cli(config, "--json", "export", "-o", str(tmp_path / "g.json"), capsys=capsys)
     )
     assert written["written"] == str(tmp_path / "g.json") and written["executions"] > 0
     monkeypatch.setattr(command.shutil, "which", lambda name: None)
-    argv = ["--output-dir", str(config.output_dir), "export", "-o", str(tmp_path / "new" / "g.svg")]
+    argv = ["--output-dir", str(config.output_dir), "export", "-o", str(tmp_path / "g.svg")]
     assert command.main(argv) == 1
-    assert "needs Graphviz" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert "needs Graphviz" in capsys.readouterr().err and not (tmp_path / "g.svg").exists()
     # uses: a data folder reached through a symlink is the same folder.
     (tmp_path / "link").symlink_to(config.data_dir)
 
