@@ -14,9 +14,9 @@ RUN pip install --no-cache-dir uv==0.13.9 \
     && uv pip install --system --no-cache -r requirements.lock
 
 COPY setup.py ./
+# The packages the DAG's code imports (tests/unit/runners/test_runner_parity.py keeps this true).
+COPY cli cli
 COPY data data
 COPY models models
 COPY pipeline pipeline
-COPY lineage lineage
-COPY runners runners
 RUN uv pip install --system --no-cache --no-deps .

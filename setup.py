@@ -10,11 +10,14 @@ setup(
     packages=find_packages(
         include=[
             "cli",
+            "data",
+            "feedback",
+            "lineage",
+            "lineage.*",
+            "models",
+            "monitoring",
             "pipeline",
             "pipeline.*",
-            "lineage",
-            "models",
-            "data",
             "runners",
             "serving",
         ]

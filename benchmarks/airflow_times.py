@@ -128,8 +128,8 @@ def scheduled_run(env: dict, database: str, dag_id: str, scratch: Path) -> tuple
 def component_seconds(output_dir: Path) -> dict[str, float]:
     """Seconds per component of the latest run, from MLMD (what the component itself took)."""
     from lineage import queries
-    from lineage import store as lineage_store
     from pipeline.config import PipelineConfig
+    from pipeline.metadata import store as lineage_store
 
     config = PipelineConfig(output_dir=str(output_dir))
     if not config.metadata_path.exists():

@@ -64,8 +64,8 @@ def tree_rss_mib(process: psutil.Process) -> float:
 def run_pipeline(*flags: str) -> PipelineRun:
     """Run beam_runner.py, sampling memory; component times and cache states come from MLMD."""
     from lineage import queries
-    from lineage import store as lineage_store
-    from pipeline.run import parse_arguments
+    from pipeline.metadata import store as lineage_store
+    from runners.local_run import parse_arguments
 
     config = parse_arguments(list(flags), "BeamDagRunner")  # the runner itself checks them
     started = time.monotonic()
@@ -115,8 +115,8 @@ def run_pipeline(*flags: str) -> PipelineRun:
 def pushed_model(output_dir: str) -> tuple[str, str]:
     """(pushed SavedModel folder, Examples artifact URI it was trained on) from the MLMD store."""
     from lineage import queries
-    from lineage import store as lineage_store
     from pipeline.config import PipelineConfig
+    from pipeline.metadata import store as lineage_store
 
     config = PipelineConfig(output_dir=output_dir)
     if not config.metadata_path.is_file():

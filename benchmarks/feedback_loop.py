@@ -8,7 +8,7 @@ does, fresh complaint ids), 80% of them with an outcome. Generated in a temporar
 deleted; never committed.
 
 The loop: span 1 is the bundled sample (trained once, not timed). Its 6,596 complaints come back
-as new ones in the request log; then, timed: serving.feedback writes span 2, serving.monitor
+as new ones in the request log; then, timed: feedback.join writes span 2, monitoring.monitor
 checks the logged traffic, and the pipeline (default settings) trains on span 2.
 """
 
@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine, markdown_table, run_pipeline  # noqa: E402
 from data import spans  # noqa: E402
+from feedback import join as feedback  # noqa: E402
 from models import features  # noqa: E402
 from pipeline.config import BUNDLED_DATA_DIR  # noqa: E402
-from serving import feedback, request_log  # noqa: E402
+from serving import request_log  # noqa: E402
 
 OUTCOME_SHARE = 0.8
 
@@ -136,13 +137,13 @@ def loop_benchmark(scratch: Path) -> list[list]:
     steps = []
     started = time.perf_counter()
     feedback.run_feedback(log, outcomes, data)
-    steps.append(["serving.feedback (span 2)", time.perf_counter() - started])
+    steps.append(["feedback.join (span 2)", time.perf_counter() - started])
     started = time.perf_counter()
     monitor = subprocess.run(
         [
             sys.executable,
             "-m",
-            "serving.monitor",
+            "monitoring.monitor",
             "--request-log",
             str(log),
             "--output-dir",
@@ -151,7 +152,7 @@ def loop_benchmark(scratch: Path) -> list[list]:
         capture_output=True,
         text=True,
     )
-    steps.append([f"serving.monitor (exit {monitor.returncode})", time.perf_counter() - started])
+    steps.append([f"monitoring.monitor (exit {monitor.returncode})", time.perf_counter() - started])
     run = run_pipeline(*flags)
     steps.append(["pipeline on span 2 (default settings)", run.wall_seconds])
     total = sum(seconds for _, seconds in steps)
@@ -167,7 +168,7 @@ def main() -> None:
         join = join_benchmark(args.requests, Path(scratch) / "join")
         loop = None if args.skip_loop else loop_benchmark(Path(scratch))
     print(f"Machine: {machine()}\n")
-    print("Feedback join (`serving.feedback` on a synthetic request log)\n")
+    print("Feedback join (`feedback.join` on a synthetic request log)\n")
     header = ["logged requests", "log MiB", "rows joined", "seconds", "requests/s", "peak RSS MiB"]
     print(markdown_table(header, [join]))
     if loop:

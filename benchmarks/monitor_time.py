@@ -1,4 +1,4 @@
-"""Time of python -m serving.monitor on a window the size of the bundled sample.
+"""Time of python -m monitoring on a window the size of the bundled sample.
 
 .venv/bin/python benchmarks/monitor_time.py [--output-dir outputs] [--rows 6596] [--repeats 3]
 
@@ -68,7 +68,7 @@ def main() -> None:
         log_dir = Path(folder) / "request_log"
         write_log(model_dir, rows, log_dir)
         command = [
-            sys.executable, "-m", "serving.monitor", "--output-dir", args.output_dir,
+            sys.executable, "-m", "monitoring", "--output-dir", args.output_dir,
             "--request-log", str(log_dir), "--since", "all",
             "--json", f"{folder}/report.json", "--html", f"{folder}/report.html",
         ]  # fmt: skip

@@ -20,8 +20,8 @@ from pathlib import Path
 from common import machine, markdown_table
 
 from lineage import queries
-from lineage import store as lineage_store
 from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.metadata import store as lineage_store
 
 
 def first_run(project: Path, seed: int, output_dir: str) -> dict:

@@ -12,12 +12,10 @@ with the server, as it would on one host.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import base64
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import load
 import numpy as np
 import psutil
 from common import PROJECT_ROOT, machine, markdown_table, pushed_model, serialized_examples
@@ -34,15 +33,6 @@ from common import PROJECT_ROOT, machine, markdown_table, pushed_model, serializ
 from pipeline.config import DEFAULT_OUTPUT_DIR
 
 CONCURRENCY = (1, 8, 32)
-WRK_SCRIPT = """
-local bodies = {}
-for line in io.lines("%s") do bodies[#bodies + 1] = line end
-local i = 0
-request = function()
-  i = i %% #bodies + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
-end
-"""
 
 
 def free_port() -> int:
@@ -94,120 +84,6 @@ class Server:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(60)
-
-
-def wrk(url: str, bodies_file: str, connections: int, seconds: float) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % bodies_file)
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--latency", "-s", script.name,
-         url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    os.unlink(script.name)
-
-    def milliseconds(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", output, re.M).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "p50": milliseconds("50%"),
-        "p99": milliseconds("99%"),
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "errors": int(errors.group(1)) if errors else 0,
-    }
-
-
-def python_http(url: str, bodies: list[str], connections: int, seconds: float) -> dict:
-    """Fallback load without wrk: keep-alive http.client connections on threads."""
-    import http.client
-
-    latencies: list[float] = []
-    errors = [0]
-    deadline = time.monotonic() + seconds
-    host, port = "127.0.0.1", int(url.split(":")[2].split("/")[0])
-    path = "/" + url.split("/", 3)[3]
-
-    def client(offset: int) -> None:
-        connection = http.client.HTTPConnection(host, port)
-        i = offset
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            connection.request("POST", path, bodies[i % len(bodies)], {"Content-Type": "json"})
-            response = connection.getresponse()
-            response.read()
-            latencies.append((time.perf_counter() - started) * 1000)
-            errors[0] += response.status != 200
-            i += 1
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    p50, p99 = np.percentile(latencies, [50, 99])
-    return {"p50": p50, "p99": p99, "rps": len(latencies) / seconds, "errors": errors[0]}
-
-
-def rest_load(url: str, bodies_file: str, connections: int, seconds: float) -> dict:
-    if shutil.which("wrk"):
-        return wrk(url, bodies_file, connections, seconds)
-    bodies = Path(bodies_file).read_text().splitlines()
-    return python_http(url, bodies, connections, seconds)
-
-
-def predict_requests(records: list[bytes]) -> list[bytes]:
-    """Serialized PredictRequests, one example each, made once: a Python client spends more
-    CPU on protobuf than the server does on the request, and it shares the server's cores."""
-    from tensorflow_serving.apis import predict_pb2
-
-    requests = []
-    for record in records:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "cfpb"
-        tensor = request.inputs["examples"]
-        tensor.dtype = 7  # DT_STRING
-        tensor.tensor_shape.dim.add(size=1)
-        tensor.string_val.append(record)
-        requests.append(request.SerializeToString())
-    return requests
-
-
-async def _grpc_load(port: int, requests: list[bytes], concurrency: int, seconds: float) -> dict:
-    import grpc  # only grpc: the client process does not load TensorFlow
-
-    latencies: list[float] = []
-    errors = 0
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
-        deadline = time.monotonic() + seconds
-
-        async def client(offset: int) -> None:
-            nonlocal errors
-            i = offset
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                try:
-                    await predict(requests[i % len(requests)], timeout=30)
-                    latencies.append((time.perf_counter() - started) * 1000)
-                except grpc.RpcError:
-                    errors += 1
-                i += 1
-
-        await asyncio.gather(*(client(i) for i in range(concurrency)))
-    p50, p99 = np.percentile(latencies, [50, 99])
-    return {"p50": p50, "p99": p99, "rps": len(latencies) / seconds, "errors": errors}
-
-
-def grpc_load(port: int, records_file: str, concurrency: int, seconds: float) -> dict:
-    """Runs the gRPC client in its own process, so it does not share this one's GIL."""
-    output = subprocess.run(
-        [sys.executable, __file__, "--grpc-client", str(port), records_file, str(concurrency),
-         str(seconds)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def in_process(model_dir: str, records: list[bytes], batch_size: int, seconds: float) -> dict:
@@ -266,7 +142,7 @@ def prepare(records: list[bytes], workdir: Path) -> dict[str, str]:
         ],
         "grpc": [
             base64.b64encode(request).decode()
-            for request in predict_requests([example_wire.encode(e) for e in examples])
+            for request in load.predict_requests([example_wire.encode(e) for e in examples])
         ],
     }
     paths = {}
@@ -283,10 +159,7 @@ def main() -> None:
     parser.add_argument("--grpc-client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.grpc_client:
-        port, requests_file, concurrency, seconds = args.grpc_client
-        requests = [base64.b64decode(line) for line in Path(requests_file).read_text().split()]
-        result = asyncio.run(_grpc_load(int(port), requests, int(concurrency), float(seconds)))
-        print(json.dumps(result))
+        print(json.dumps(load.grpc_client(*args.grpc_client)))
         return
 
     load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
@@ -312,12 +185,12 @@ def main() -> None:
     server = Server(str(base_path), str(workdir))
     idle = server.rss()
     for connections in CONCURRENCY:
-        result = rest_load(f"{server.url}:predict", files["one"], connections, seconds)
+        result = load.rest_load(f"{server.url}:predict", files["one"], connections, seconds)
         rows.append(row(f"REST, concurrency {connections}", result, 1, ceiling))
     for connections in CONCURRENCY:
-        result = grpc_load(server.grpc, files["grpc"], connections, seconds)
+        result = load.grpc_load(server.grpc, files["grpc"], connections, seconds)
         rows.append(row(f"gRPC, concurrency {connections}", result, 1, ceiling))
-    result = rest_load(f"{server.url}:predict", files["batch64"], 1, seconds)
+    result = load.rest_load(f"{server.url}:predict", files["batch64"], 1, seconds)
     rows.append(row("REST, batch 64, concurrency 1", result, 64))
     server.stop()
     memory.append([name, f"{idle:.0f}", f"{server.peak_rss:.0f}"])
@@ -330,18 +203,18 @@ def main() -> None:
         server = Server(str(base_path), str(workdir), *flags)
         idle = server.rss()
         for connections in (8, 32) if "batching" in name else (8,):
-            result = rest_load(f"{server.url}:predict", files["one"], connections, seconds)
+            result = load.rest_load(f"{server.url}:predict", files["one"], connections, seconds)
             rows.append(row(f"REST, concurrency {connections}, {name}", result, 1, ceiling))
         server.stop()
         memory.append([name, f"{idle:.0f}", f"{server.peak_rss:.0f}"])
     shutil.rmtree(workdir, ignore_errors=True)
 
-    load = "wrk 4 (1 thread)" if shutil.which("wrk") else "Python http.client threads"
+    rest_client = "wrk 4 (1 thread)" if shutil.which("wrk") else "Python http.client threads"
     print(f"Machine: {machine()}")
     print(
         f"Model: {model_dir}; single-example requests (plain feature objects over REST, "
         f"serialized tf.Examples over gRPC) cycling through {len(records)} eval examples; "
-        f"{seconds:.0f} s per row; REST load: {load}; gRPC load: Python grpc.aio client "
+        f"{seconds:.0f} s per row; REST load: {rest_client}; gRPC load: Python grpc.aio client "
         "in its own process"
     )
     print(

@@ -1,1 +1,3 @@
-"""What every command shares, below every other package: the allowed ranges of numeric settings."""
+"""What every command shares, below every other package: the allowed ranges of numeric
+settings (bounds), plain-text tables (tables) and files written whole (atomic).
+"""

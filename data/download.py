@@ -16,8 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cli.atomic import atomic_write
 from cli.bounds import add_number, seconds
-from data.atomic import atomic_write
 from data.prepare import prepare_and_report
 
 CFPB_EXPORT_URL = "https://files.consumerfinance.gov/ccdb/complaints.csv.zip"

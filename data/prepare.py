@@ -6,7 +6,7 @@ EXPORT is a CSV (or the CFPB's complaints.csv.zip) with the CFPB's own header. T
 prepared file has the columns of models.features.CANONICAL_COLUMNS, one row per
 labelled complaint. It is written to a temporary file and renamed at the end, so a
 failed run leaves no output behind (and an existing one intact). What it refuses before
-reading a row is in data.checks; how it reads rows that break the CSV quoting, in
+reading a row is in data.file_checks; how it reads rows that break the CSV quoting, in
 data.records.
 """
 
@@ -14,26 +14,19 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import csv
-import io
 import itertools
 import operator
 import re
 import sys
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TextIO
 
-from data.atomic import atomic_write
-from data.checks import (
-    SNIFF_BYTES,
+from cli.atomic import atomic_write
+from data.file_checks import (
     ExportError,
     delimiter_problem,
-    non_utf8_at,
-    nul_problem,
     output_problem,
     repeated_columns_problem,
 )
@@ -45,7 +38,14 @@ from data.normalize import (  # noqa: F401 (normalize_date, normalize_zip: publi
     normalize_zip,
     parse_label,
 )
-from data.records import Record, RecordReader, has_stray_quote, row_start
+from data.records import (
+    Record,
+    RecordReader,
+    has_stray_quote,
+    not_utf8_message,
+    open_export,
+    row_start,
+)
 from data.seen_ids import SeenIds
 from models import features
 
@@ -98,49 +98,6 @@ class PrepareReport:
         lines.append(f"rows dropped: {dropped:,}")
         lines += [f"  {reason}: {count:,}" for reason, count in sorted(self.dropped.items())]
         return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def open_export(path: Path) -> Iterator[TextIO]:
-    """Open a CSV or a zip holding one CSV, as text, after checking it is not binary."""
-    if not path.is_file():
-        raise ExportError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as raw:
-            head = raw.read(SNIFF_BYTES)
-        if not head.strip():
-            raise ExportError(f"{path}: the file is empty")
-        problem = nul_problem(head)
-        if problem:
-            raise ExportError(f"{path} {problem}")
-    with _open_bytes(path) as raw:
-        yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
-@contextlib.contextmanager
-def _open_bytes(path: Path) -> Iterator[IO[bytes]]:
-    """The bytes of a CSV, or of the one CSV inside a zip."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            members = [name for name in archive.namelist() if name.lower().endswith(".csv")]
-            if len(members) != 1:
-                raise ExportError(f"{path}: expected one .csv inside the zip, found {members}")
-            with archive.open(members[0]) as raw:
-                yield raw
-        return
-    with open(path, "rb") as raw:
-        yield raw
-
-
-def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
-    """Where the file stops being UTF-8, found again in its bytes: the text reader decodes
-    ahead of the lines it has given, so the line it is at says nothing."""
-    with _open_bytes(path) as raw:
-        found = non_utf8_at(raw)
-    where = f"byte 0x{found[1]:02x} at line {found[0]} ({found[2]})" if found else error.reason
-    return (
-        f"{path}: not UTF-8 text: {where}. Re-save the file as UTF-8, e.g. iconv -f CP1252 -t UTF-8"
-    )
 
 
 def _read_header(records: RecordReader, path: Path) -> tuple[list[str], Record | None]:
@@ -239,7 +196,7 @@ def canonical_rows(
                 report.rows_kept += 1
                 yield values
         except UnicodeDecodeError as error:
-            raise ExportError(_not_utf8(path, error)) from error
+            raise ExportError(not_utf8_message(path, error)) from error
 
 
 def _count_read(report: PrepareReport, path: Path) -> None:

@@ -9,13 +9,17 @@ begins a row re-reads the rows a broken record swallowed: only the broken row is
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
+import io
 import re
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TextIO
 
-from data.checks import NUL_GUESS, ExportError
+from data.file_checks import NUL_GUESS, SNIFF_BYTES, ExportError, non_utf8_at, nul_problem
 
 # The date formats of data.prepare.DATE_FORMATS (ISO maybe with a time, M/D/YYYY, MM/DD/YY).
 _DATE = r"\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+)?|\d{1,2}/\d{1,2}/\d{2}(?:\d{2})?"
@@ -108,3 +112,46 @@ def has_stray_quote(record: Record) -> bool:
             if '"' + field.replace('"', '""') + '"' not in raw:
                 return True
     return False
+
+
+@contextlib.contextmanager
+def open_export(path: Path) -> Iterator[TextIO]:
+    """Open a CSV or a zip holding one CSV, as text, after checking it is not binary."""
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as raw:
+            head = raw.read(SNIFF_BYTES)
+        if not head.strip():
+            raise ExportError(f"{path}: the file is empty")
+        problem = nul_problem(head)
+        if problem:
+            raise ExportError(f"{path} {problem}")
+    with open_bytes(path) as raw:
+        yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+@contextlib.contextmanager
+def open_bytes(path: Path) -> Iterator[IO[bytes]]:
+    """The bytes of a CSV, or of the one CSV inside a zip."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            members = [name for name in archive.namelist() if name.lower().endswith(".csv")]
+            if len(members) != 1:
+                raise ExportError(f"{path}: expected one .csv inside the zip, found {members}")
+            with archive.open(members[0]) as raw:
+                yield raw
+        return
+    with open(path, "rb") as raw:
+        yield raw
+
+
+def not_utf8_message(path: Path, error: UnicodeDecodeError) -> str:
+    """Where the file stops being UTF-8, found again in its bytes: the text reader decodes
+    ahead of the lines it has given, so the line it is at says nothing."""
+    with open_bytes(path) as raw:
+        found = non_utf8_at(raw)
+    where = f"byte 0x{found[1]:02x} at line {found[0]} ({found[2]})" if found else error.reason
+    return (
+        f"{path}: not UTF-8 text: {where}. Re-save the file as UTF-8, e.g. iconv -f CP1252 -t UTF-8"
+    )

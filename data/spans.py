@@ -1,6 +1,6 @@
 """Span folders of a data directory, DIR/span-N/*.csv (--input-pattern 'span-{SPAN}/*.csv').
 
-The feedback loop (python -m serving.feedback) writes each new span with a manifest beside its
+The feedback loop (python -m feedback) writes each new span with a manifest beside its
 CSV; ExampleGen records that manifest on its Examples artifact, so a model's lineage names the
 request log range and the outcomes file its training rows came from.
 """

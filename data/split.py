@@ -16,7 +16,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from data.atomic import atomic_write
+from cli.atomic import atomic_write
 from models import features
 
 csv.field_size_limit(sys.maxsize)

@@ -7,15 +7,15 @@ import json
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from lineage import artifacts
-from lineage.store import (
+from pipeline import names
+from pipeline.metadata import artifacts
+from pipeline.metadata.store import (
     LineageError,
     execution_property,
     producer,
     run_executions,
     run_outputs,
 )
-from pipeline import names
 
 
 def _run_outputs_by_node(store, run_id: str) -> dict[str, tuple]:

@@ -1,5 +1,5 @@
 """Answers for the lineage command, the runners' summary and the notebook: runs, trace, uses,
-and the whole graph. Built on the store primitives in lineage.store.
+and the whole graph. Built on the store primitives in pipeline.metadata.store.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from lineage import artifacts
-from lineage.store import (
+from pipeline import names
+from pipeline.metadata import artifacts
+from pipeline.metadata.store import (
     INPUT_EVENTS,
     OUTPUT_EVENTS,
     ExecutionRecord,
@@ -34,7 +35,6 @@ from lineage.store import (
     run_inputs,
     run_outputs,
 )
-from pipeline import names
 
 # A run's status: the first of these states among its executions, else COMPLETE.
 RUN_STATUS = (
@@ -323,7 +323,7 @@ def graph(store: mlmd.MetadataStore) -> dict:
 
 
 def _fairness_json(evaluation_uri: str) -> dict | None:
-    from lineage import fairness
+    from pipeline.components import fairness
 
     report = fairness.load_report(evaluation_uri)
     return None if report is None else json.loads(report.to_json())

@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 
 import ml_metadata as mlmd
 
-from lineage import artifacts, fairness, schema_diff, store
+from cli.tables import format_table
+from lineage import schema_diff
 from lineage.queries import RunSummary, run_summary
 from pipeline import names
+from pipeline.components import fairness
+from pipeline.metadata import artifacts, store
 
 
 @dataclass
@@ -124,21 +127,9 @@ def run_report(mlmd_store: mlmd.MetadataStore, run_id: str) -> str:
     return format_run(summary, evaluation)
 
 
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table with columns padded to their widest cell."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells):
-        return "  ".join(
-            str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 def failure_report(mlmd_store: mlmd.MetadataStore, run_id: str) -> str:
     """Why a run stopped: the data gate's findings in words, or which component failed."""
-    from pipeline.components import gates
+    from pipeline.components import data_validation
 
     lines = []
     for record in store.run_executions(mlmd_store, run_id):
@@ -147,13 +138,13 @@ def failure_report(mlmd_store: mlmd.MetadataStore, run_id: str) -> str:
         if record.node_id == names.DATA_GATE:
             inputs = store.run_inputs(mlmd_store, record.execution.id)
             previous = inputs.get("previous_statistics", [])
-            problems = gates.data_problems(
+            problems = data_validation.data_problems(
                 inputs["anomalies"][0].uri,
                 inputs["statistics"][0].uri,
                 inputs["schema"][0].uri,
                 previous[0].uri if previous else None,
             )
-            lines.append(gates.explain(problems))
+            lines.append(data_validation.explain(problems))
         else:
             lines.append(f"{record.node_id} failed.")
     return "\n".join(lines)

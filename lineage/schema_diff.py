@@ -4,7 +4,7 @@ SchemaGen infers a schema from the run's statistics; the curated schema (SchemaI
 what data is validated against. Their difference is informational: new feature values,
 features whose presence or type changed, features that appeared or are missing. It never
 stops a run (the data gate judges anomalies against the curated schema alone); the run
-summary shows it, `lineage_cli trace` too, and `pipeline.schema_cli propose --output-dir`
+summary shows it, `python -m lineage trace` too, and `lineage.schema_proposal propose --output-dir`
 builds the proposal on the run's inferred schema. Functions here return plain rows and text
 for the notebook as well.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import ml_metadata as mlmd
 
-from lineage import artifacts, store
 from pipeline import names
+from pipeline.metadata import artifacts, store
 
 MAX_VALUES_SHOWN = 5
 
@@ -127,7 +127,7 @@ def run_difference(mlmd_store: mlmd.MetadataStore, run_id: str) -> list[SchemaCh
 def apply_difference(curated, inferred, changes: list[SchemaChange]):
     """The curated schema with the difference accepted: new values join their domain, new
     features and changed types or presence are taken from the inferred schema (a new proto;
-    pipeline.schema_cli.curate applies the project's rules on top)."""
+    lineage.schema_proposal.curate applies the project's rules on top)."""
     proposed = type(curated)()
     proposed.CopyFrom(curated)
     found = {f.name: f for f in inferred.feature}

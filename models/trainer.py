@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import features, inputs, model
+from models import datasets, features, model
 
 # Training is split into up to this many epochs so that the learning curves have points.
 EPOCHS = 10
@@ -133,8 +133,10 @@ def run_fn(fn_args: FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     hp = load_hyperparameters(fn_args.hyperparameters)
 
-    train = inputs.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-    evaluation = inputs.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    train = datasets.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+    evaluation = datasets.make_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output
+    )
     keras_model = model.build_model(hp, model.vocabulary_sizes(tf_transform_output))
     epochs, steps_per_epoch = epoch_plan(fn_args.train_steps)
     stop = StopAfterSteps(fn_args.train_steps)

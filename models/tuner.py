@@ -7,7 +7,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
 
-from models import inputs, model
+from models import datasets, model
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
@@ -29,8 +29,10 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
         directory=fn_args.working_dir,
         project_name="cfpb_dispute",
     )
-    train = inputs.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-    evaluation = inputs.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    train = datasets.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+    evaluation = datasets.make_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output
+    )
     return TunerFnResult(
         tuner=tuner,
         fit_kwargs={

@@ -54,7 +54,7 @@ class PipelineConfig:
     )
     schema_file: str = _option(
         str(SCHEMA_FILE),
-        "the curated schema data is validated against (python -m pipeline.schema_cli)",
+        "the curated schema data is validated against (python -m lineage.schema_proposal)",
     )
     output_dir: str = _option(
         str(DEFAULT_OUTPUT_DIR), "where artifacts, the MLMD store and pushed models go"

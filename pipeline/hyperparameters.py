@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ml_metadata.proto import metadata_store_pb2
 
-from lineage.store import PIPELINE_CONTEXT, connect
 from pipeline.config import PipelineConfig
+from pipeline.metadata.store import PIPELINE_CONTEXT, connect
 
 HYPERPARAMETERS_TYPE = "HyperParameters"
 

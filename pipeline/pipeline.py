@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
-import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
-from google.protobuf.wrappers_pb2 import BoolValue
 from tfx import components  # not tfx.v1, see the note below the imports
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
@@ -23,20 +19,18 @@ from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
-from lineage import fairness
-from models import features
-from pipeline import checks, hyperparameters, names
+from pipeline import hyperparameters, names, preflight
 from pipeline.components import example_gen, provenance
 from pipeline.components.baseline import (
     CANDIDATE_KEY,
     PreviousArtifactStrategy,
     PreviousBlessedModelStrategy,
 )
-from pipeline.components.evaluator import FairEvaluator
+from pipeline.components.evaluator import FairEvaluator, eval_config, fairness_gate_settings
 from pipeline.components.gates import DataValidationGate
 from pipeline.components.push import AtomicPusherExecutor
 from pipeline.components.schema_importer import CuratedSchemaImporter
-from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.config import PipelineConfig
 
 # tfx.v1 is not imported on the runner path: its extensions import the Google Cloud AI
 # Platform SDK, 13 of the 36 s a cached rerun spent importing (benchmarks/README.md).
@@ -46,102 +40,9 @@ from pipeline.config import PROJECT_ROOT, PipelineConfig
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 TUNER_FN = "models.tuner.tuner_fn"
 RUN_FN = "models.trainer.run_fn"
-# The code behind each cached result, hashed into its component's properties: TFX's cache key
-# holds the class or function path only, so without these an edit would reuse stale results.
-MODEL_CODE = ("models/*.py",)
-EXAMPLE_GEN_CODE = (
-    "pipeline/components/example_gen.py",
-    "pipeline/components/example_records.py",
-    "data/checks.py",
-    "models/features.py",
-)
-GATE_CODE = ("pipeline/components/gates.py", "lineage/artifacts.py")
-EVALUATOR_CODE = (
-    "pipeline/components/evaluator.py",
-    "lineage/fairness.py",
-    "lineage/artifacts.py",
-    "pipeline/names.py",
-)
 # Runtime parameters of the Kubeflow flavour: set per run when submitting the spec.
 DATA_DIR_PARAMETER = "data-dir"
 TRAIN_ARGS_PARAMETER = "train-args"
-SLICE_KEYS = names.SLICE_KEYS
-# Metrics beyond this many significant digits are noise and would make change
-# thresholds flaky.
-AUC_EPSILON = 1e-10
-
-
-def code_fingerprint(patterns: tuple[str, ...] = MODEL_CODE, root: Path = PROJECT_ROOT) -> str:
-    """A hash of the files these glob patterns match under root, names and contents."""
-    digest = hashlib.sha256()
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Metrics overall and by names.SLICE_KEYS; blessing thresholds on the overall slice only.
-
-    Precision and recall also at names.FIXED_THRESHOLDS; the Evaluator adds the metrics at
-    the model's own decision threshold when it runs (pipeline/components/evaluator.py).
-    """
-    overall = [tfma.SlicingSpec()]
-    auc_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -config.max_auc_drop - AUC_EPSILON},
-        ),
-    )
-    metrics = [tfma.MetricConfig(class_name=name) for name in names.EVAL_METRICS if name != "AUC"]
-    metrics += [
-        tfma.MetricConfig(
-            class_name=class_name,
-            config=json.dumps(
-                {
-                    "thresholds": threshold,
-                    "name": names.at_threshold(names.THRESHOLD_METRICS[class_name], threshold),
-                }
-            ),
-        )
-        for threshold in names.FIXED_THRESHOLDS
-        for class_name in names.FIXED_THRESHOLD_METRICS
-    ]
-    metrics.append(
-        tfma.MetricConfig(
-            class_name="AUC",
-            per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=auc_threshold)
-            ],
-        )
-    )
-    return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(
-                signature_name="serving_default",
-                label_key=features.LABEL_KEY,
-                prediction_key=features.PREDICTION_KEY,
-                # Said, not guessed: TFMA would load the model once more to find out (2 s).
-                model_type=tfma.TF_KERAS,
-            )
-        ],
-        # Not the metrics the model was compiled with: TFMA loaded the Keras model once more
-        # to compute them (11 s of the Evaluator's 30), and their "auc" shadowed TFMA's own.
-        options=tfma.Options(include_default_metrics=BoolValue(value=False)),
-        slicing_specs=overall + [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_KEYS],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
-    )
-
-
-def fairness_gate(config: PipelineConfig) -> fairness.GateSettings:
-    return fairness.GateSettings(
-        groups=fairness.parse_groups(config.fairness_gate),
-        max_auc_gap=config.fairness_max_auc_gap,
-        max_fnr_gap=config.fairness_max_fnr_gap,
-        min_examples=config.min_slice_examples,
-    )
 
 
 def look_back(
@@ -202,9 +103,9 @@ def create_pipeline(
 
     KUBEFLOW_OPTIONS holds the values for KFP.
     """
-    if problems := checks.setting_problems(config):  # a config built in code (the notebook)
+    if problems := preflight.setting_problems(config):  # a config built in code (the notebook)
         raise ValueError("; ".join(problems))
-    fingerprint = {"code_fingerprint": code_fingerprint(), "seed": config.seed}
+    fingerprint = {"code_fingerprint": provenance.code_fingerprint(), "seed": config.seed}
     data_dir: str | RuntimeParameter = str(config.data_dir)
     train_args: trainer_pb2.TrainArgs | RuntimeParameter = trainer_pb2.TrainArgs(
         num_steps=config.train_steps
@@ -239,7 +140,9 @@ def create_pipeline(
         if config.span
         else None,
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
-        custom_config={"code_fingerprint": code_fingerprint(EXAMPLE_GEN_CODE)},
+        custom_config={
+            "code_fingerprint": provenance.code_fingerprint(provenance.EXAMPLE_GEN_CODE)
+        },
     ).with_id(names.EXAMPLE_GEN)
     examples = example_gen_component.outputs["examples"]
 
@@ -272,7 +175,7 @@ def create_pipeline(
         statistics=statistics,
         schema=schema,
         previous_statistics=previous_statistics and previous_statistics.outputs["statistics"],
-        code_fingerprint=code_fingerprint(GATE_CODE),
+        code_fingerprint=provenance.code_fingerprint(provenance.GATE_CODE),
     ).with_id(names.DATA_GATE)
     transform = components.Transform(
         examples=examples,
@@ -328,8 +231,8 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         eval_config=eval_config(config),
-        fairness_gate=fairness_gate(config),
-        code_fingerprint=code_fingerprint(EVALUATOR_CODE),
+        fairness_gate=fairness_gate_settings(config),
+        code_fingerprint=provenance.code_fingerprint(provenance.EVALUATOR_CODE),
     ).with_id(names.EVALUATOR)
     pusher = components.Pusher(
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),

@@ -10,7 +10,7 @@ import dataclasses
 import os
 
 from cli import bounds
-from pipeline import checks
+from pipeline import preflight
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
 SETTING_PREFIX = "CFPB_"
@@ -58,7 +58,7 @@ def config_from_settings(**defaults) -> PipelineConfig:
         else:
             overrides[field.name] = value
     config = dataclasses.replace(base, **overrides)
-    problems = checks.setting_problems(config)
+    problems = preflight.setting_problems(config)
     if problems:  # Airflow shows it as the DAG file's import error
         raise ValueError("CFPB_* settings (flag names): " + "; ".join(problems))
     return config

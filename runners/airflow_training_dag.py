@@ -9,7 +9,7 @@ DAG `cfpb-continuous-training`, on a schedule (CFPB_CT_SCHEDULE, default @hourly
     train_and_push     the whole pipeline from create_pipeline(config) on that span, one process
                        (python -m runners.beam_runner --span N): Transform, Tuner, Trainer,
                        Evaluator against the last blessed model, Pusher only if blessed
-    monitor_traffic    optional (CFPB_MONITOR_REQUEST_LOG set): python -m serving.monitor on the
+    monitor_traffic    optional (CFPB_MONITOR_REQUEST_LOG set): python -m monitoring on the
                        last day of served requests, a page under OUTPUT_DIR/monitor/; its alert
                        (exit 1) fails the task, which is the alert; "cannot judge" skips it
 
@@ -38,7 +38,7 @@ from airflow.sensors.base import PokeReturnValue
 from airflow.sensors.python import PythonSensor
 
 from data import spans
-from pipeline import checks
+from pipeline import preflight
 from pipeline.config import SPAN_TOKEN, config_arguments
 from runners.airflow_settings import (
     TRAINING_DAG_ID,
@@ -62,10 +62,10 @@ def pending_span() -> int | None:
 
     Spans are trained in order, one run each: two spans written between runs are both read.
     """
-    from lineage import store as lineage_store  # MLMD only; no TensorFlow
+    from pipeline.metadata import store as lineage_store  # MLMD only; no TensorFlow
 
     settings = config()
-    found = checks.span_files(settings)
+    found = preflight.span_files(settings)
     if not found:
         return None
     store = lineage_store.connect(settings.metadata_connection_config())
@@ -123,7 +123,7 @@ def build_dag() -> DAG:
             BashOperator(
                 task_id="monitor_traffic",
                 # The last day of traffic against the served model's training data.
-                bash_command=f"{python} -m serving.monitor " + shlex.join(watch),
+                bash_command=f"{python} -m monitoring " + shlex.join(watch),
                 retries=0,  # an alert is an answer, not a failure to retry
                 skip_on_exit_code=2,  # cannot judge (too little traffic): skipped, not an alert
             )

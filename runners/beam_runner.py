@@ -2,12 +2,12 @@
 
     python runners/beam_runner.py [--train-steps N] [--direct_running_mode multi_processing] ...
 
-The flags, the lock, crash recovery, progress and the run report live in pipeline/run.py.
+The flags, the lock, crash recovery, progress and the run report live in runners/local_run.py.
 """
 
 import sys
 
-from pipeline.run import main
+from runners.local_run import main
 
 if __name__ == "__main__":
     sys.exit(main(runner="BeamDagRunner"))

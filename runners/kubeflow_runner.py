@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)  # dependencies' notices, not ours
 
-from pipeline import checks  # noqa: E402
 from pipeline import config as pipeline_config  # noqa: E402
+from pipeline import preflight  # noqa: E402
 
 DEFAULT_SPEC_FILE = "cfpb-dispute-kfp.json"
 # The Dockerfile copies the project to /pipeline; tasks read the curated schema there.
@@ -53,7 +53,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     config = pipeline_config.config_from_arguments(args)
     # Only what the spec is built from: the output folder and MLMD belong to the cluster.
-    for problem in checks.setting_problems(config) + checks.data_problems(config):
+    for problem in preflight.setting_problems(config) + preflight.data_problems(config):
         parser.error(problem)
     if not pipeline_config.is_uri(config.output_dir):
         print(

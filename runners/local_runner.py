@@ -9,7 +9,7 @@ the MLMD store and its cache.
 
 import sys
 
-from pipeline.run import main
+from runners.local_run import main
 
 if __name__ == "__main__":
     sys.exit(main(runner="LocalDagRunner"))

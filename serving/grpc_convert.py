@@ -8,8 +8,8 @@ from google.protobuf import json_format
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, status_pb2
 
-from serving.models import Model
 from serving.servable import Servable
+from serving.versions import Model
 
 UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED
 _NUMPY_TO_TF = {

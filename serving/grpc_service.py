@@ -29,8 +29,8 @@ from tensorflow_serving.apis import (
 
 from serving import grpc_convert
 from serving.errors import ServingError, invalid
-from serving.models import ModelManager, settings_from_proto
 from serving.service import PredictService, bearer_token_matches
+from serving.versions import ModelManager, settings_from_proto
 
 log = logging.getLogger("serving")
 CLASSIFY = "tensorflow/serving/classify"

@@ -20,6 +20,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
@@ -28,6 +29,7 @@ from models import features
 log = logging.getLogger("serving")
 FORMAT = "cfpb-request-log/1"
 FILE_NAME = "requests.sqlite"
+ROTATED = "requests-*.sqlite"  # requests-<UTC time>.sqlite: names sort by age
 LOG_FEATURES = ("all", "no_text", "none")
 COLUMNS = (
     "request_id",
@@ -79,7 +81,8 @@ class Entry:
     label: str | None
     protocol: str
     signature: str
-    examples: list[dict]  # per example {name: (kind, values)}, as serving.inputs reads them
+    # per example {name: (kind, values)}, as serving.request_examples reads them
+    examples: list[dict]
     known: set[str] | None  # the features the model reads (None: not known, keep all)
     unknown: list[str]
     outputs: dict  # name -> per-example numpy values
@@ -253,14 +256,21 @@ class RequestLog:
                 os.replace(self.path + suffix, target + suffix)
         if os.path.exists(self.path + "-shm"):
             os.remove(self.path + "-shm")
-        rotated = sorted(
-            name
-            for name in os.listdir(self.directory)
-            if name.startswith("requests-") and name.endswith(".sqlite")
-        )
-        for name in rotated[: max(0, len(rotated) - self._keep)]:
-            for suffix in ("", "-wal", "-shm"):  # a reader (serving.feedback) may leave a -shm
-                if os.path.exists(os.path.join(self.directory, name + suffix)):
-                    os.remove(os.path.join(self.directory, name + suffix))
+        rotated = sorted(Path(self.directory).glob(ROTATED))
+        for path in rotated[: max(0, len(rotated) - self._keep)]:
+            for suffix in ("", "-wal", "-shm"):  # a reader (python -m feedback) may leave a -shm
+                if os.path.exists(f"{path}{suffix}"):
+                    os.remove(f"{path}{suffix}")
         log.info("request log rotated at %d bytes", self._max_bytes)
         self._connection = self._open()
+
+
+def log_files(location: Path) -> list[Path]:
+    """The files of a log folder, oldest first (rotated ones, then the current one), for the
+    readers of the log (feedback, monitoring); a file given itself; [] when there is none."""
+    if location.is_file():
+        return [location]
+    if not location.is_dir():
+        return []
+    found = [*sorted(location.glob(ROTATED)), location / FILE_NAME]
+    return [path for path in found if path.is_file()]

@@ -21,11 +21,11 @@ from serving.batching import Batcher
 from serving.errors import ServingError
 from serving.grpc_service import start_grpc
 from serving.metrics import Metrics
-from serving.models import ModelManager, ModelSettings, VersionPolicy, read_model_config
 from serving.options import Options
 from serving.request_log import RequestLog
 from serving.rest import create_app
 from serving.service import PredictService
+from serving.versions import ModelManager, ModelSettings, VersionPolicy, read_model_config
 
 log = logging.getLogger("serving")
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import grpc
 
-from serving import inputs
+from serving import request_examples
 from serving.batching import ClosedError, OverloadedError
 from serving.errors import ServingError, invalid, overloaded
 from serving.metrics import Metrics
-from serving.models import Loaded, ModelManager
 from serving.request_log import Entry, RequestLog
 from serving.servable import DEFAULT_SIGNATURE, Signature
+from serving.versions import Loaded, ModelManager
 
 log = logging.getLogger("serving")
 NOISE = ("Graph execution error", "Detected at node", "<stack traces", "[[", "Traceback")
@@ -57,7 +57,7 @@ class Call:
     label: str | None
     signature: Signature
     version: int | None
-    batch: inputs.Batch | None = None
+    batch: request_examples.Batch | None = None
 
 
 class PredictService:
@@ -121,10 +121,12 @@ class PredictService:
         )
 
     def parse_json(self, call: Call, body) -> None:
-        call.batch = inputs.parse_predict(body, call.signature, self.max_instances)
+        call.batch = request_examples.parse_predict(body, call.signature, self.max_instances)
 
     def parse_serialized(self, call: Call, serialized: list[bytes]) -> None:
-        call.batch = inputs.parse_serialized(serialized, call.signature, self.max_instances)
+        call.batch = request_examples.parse_serialized(
+            serialized, call.signature, self.max_instances
+        )
 
     def submit(self, call: Call) -> Future:
         """Queue the examples for the model; a version being unloaded hands over to the next."""

@@ -93,7 +93,7 @@ def running_nodes(store, pipeline_name: str) -> set[str]:
     """Node ids of the pipeline's executions that MLMD has as RUNNING now."""
     from ml_metadata.proto import metadata_store_pb2
 
-    from lineage import store as lineage
+    from pipeline.metadata import store as lineage
 
     pipeline = store.get_context_by_type_and_name(lineage.PIPELINE_CONTEXT, pipeline_name)
     executions = store.get_executions_by_context(pipeline.id) if pipeline else []
@@ -107,6 +107,26 @@ def running_nodes(store, pipeline_name: str) -> set[str]:
 def pipeline_graph(tfx_pipeline) -> dict[str, list[str]]:
     """Node id -> sorted upstream node ids, as the pipeline definition declares them."""
     return {c.id: sorted(n.id for n in c.upstream_nodes) for c in tfx_pipeline.components}
+
+
+def ir_graph(tfx_pipeline) -> dict[str, list[str]]:
+    """The graph of the IR that BeamDagRunner and LocalDagRunner execute."""
+    from tfx.dsl.compiler.compiler import Compiler
+
+    ir = Compiler().compile(tfx_pipeline)
+    return {
+        node.pipeline_node.node_info.id: sorted(node.pipeline_node.upstream_nodes)
+        for node in ir.nodes
+    }
+
+
+def remote_config():
+    """A config whose data and outputs are on object storage, as on Kubeflow or Vertex AI."""
+    from pipeline.config import PipelineConfig
+
+    return PipelineConfig(
+        data_dir="gs://bucket/cfpb/data", output_dir="gs://bucket/cfpb", train_steps=123
+    )
 
 
 def raw_feature_spec() -> dict:

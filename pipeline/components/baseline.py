@@ -63,7 +63,7 @@ class PreviousArtifactStrategy(_WithoutCandidate, LatestArtifactStrategy):
         return super().resolve_artifacts(store, input_dict)
 
     def _produced_by_node(self, store: mlmd.MetadataStore, artifact_id: int) -> bool:
-        from lineage.store import LineageError, producer
+        from pipeline.metadata.store import LineageError, producer
 
         try:
             return producer(store, artifact_id)[0] == self._producer_node

@@ -3,8 +3,8 @@
 Before TFMA runs, the executor reads the decision threshold the Trainer saved beside the
 SavedModel and adds precision, recall, FPR and FNR at that threshold to the eval config
 (the threshold is only known once the model is trained). After TFMA, it builds the
-fairness report (each group's gap to the overall slice; lineage/fairness.py), saves it as
-fairness.json in the evaluation output, and, when the optional fairness gate is on and a
+fairness report (each group's gap to the overall slice; fairness.py beside this file), saves
+it as fairness.json in the evaluation output, and, when the optional fairness gate is on and a
 named group is worse than overall past its margin, takes the blessing back. It also leaves
 evaluation_summary.json in the blessing folder: what the Pusher's model card needs.
 """
@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 
+import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
+from google.protobuf.wrappers_pb2 import BoolValue
 from tfx import types
 from tfx.components import Evaluator
 from tfx.components.evaluator import constants
@@ -25,14 +27,20 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, path_utils
 
-from lineage import artifacts, fairness
+from models import features
 from pipeline import names
+from pipeline.components import fairness
+from pipeline.config import PipelineConfig
+from pipeline.metadata import artifacts
 
 FAIRNESS_GATE_KEY = "fairness_gate"
 CODE_FINGERPRINT_KEY = "code_fingerprint"  # keys the cache only: see pipeline.EVALUATOR_CODE
 SUMMARY_FILE = "evaluation_summary.json"
 DEFAULT_THRESHOLD = 0.5  # models saved before the Trainer chose one
 SPEC = standard_component_specs
+# Metrics beyond this many significant digits are noise and would make change
+# thresholds flaky.
+AUC_EPSILON = 1e-10
 
 
 class FairEvaluatorSpec(SPEC.EvaluatorSpec):
@@ -165,3 +173,66 @@ class FairEvaluator(Evaluator):
             code_fingerprint=code_fingerprint,
         )
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Metrics overall and by names.SLICE_KEYS; blessing thresholds on the overall slice only.
+
+    Precision and recall also at names.FIXED_THRESHOLDS; the Evaluator adds the metrics at
+    the model's own decision threshold when it runs (pipeline/components/evaluator.py).
+    """
+    overall = [tfma.SlicingSpec()]
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.max_auc_drop - AUC_EPSILON},
+        ),
+    )
+    metrics = [tfma.MetricConfig(class_name=name) for name in names.EVAL_METRICS if name != "AUC"]
+    metrics += [
+        tfma.MetricConfig(
+            class_name=class_name,
+            config=json.dumps(
+                {
+                    "thresholds": threshold,
+                    "name": names.at_threshold(names.THRESHOLD_METRICS[class_name], threshold),
+                }
+            ),
+        )
+        for threshold in names.FIXED_THRESHOLDS
+        for class_name in names.FIXED_THRESHOLD_METRICS
+    ]
+    metrics.append(
+        tfma.MetricConfig(
+            class_name="AUC",
+            per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=auc_threshold)
+            ],
+        )
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.LABEL_KEY,
+                prediction_key=features.PREDICTION_KEY,
+                # Said, not guessed: TFMA would load the model once more to find out (2 s).
+                model_type=tfma.TF_KERAS,
+            )
+        ],
+        # Not the metrics the model was compiled with: TFMA loaded the Keras model once more
+        # to compute them (11 s of the Evaluator's 30), and their "auc" shadowed TFMA's own.
+        options=tfma.Options(include_default_metrics=BoolValue(value=False)),
+        slicing_specs=overall + [tfma.SlicingSpec(feature_keys=[key]) for key in names.SLICE_KEYS],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def fairness_gate_settings(config: PipelineConfig) -> fairness.GateSettings:
+    return fairness.GateSettings(
+        groups=fairness.parse_groups(config.fairness_gate),
+        max_auc_gap=config.fairness_max_auc_gap,
+        max_fnr_gap=config.fairness_max_fnr_gap,
+        min_examples=config.min_slice_examples,
+    )

@@ -33,7 +33,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from data.checks import prepared_file_problem
+from data.file_checks import prepared_file_problem
 from models import features
 from pipeline.components import example_records, provenance
 

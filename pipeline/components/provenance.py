@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 from tfx.components.trainer.executor import GenericExecutor
 from tfx.dsl.io import fileio
@@ -20,6 +21,27 @@ from tfx.utils import path_utils
 
 from data import spans
 from pipeline.config import PROJECT_ROOT
+
+# The code behind each cached result, hashed into its component's properties: TFX's cache key
+# holds the class or function path only, so without these an edit would reuse stale results.
+MODEL_CODE = ("models/*.py",)
+EXAMPLE_GEN_CODE = (
+    "pipeline/components/example_gen.py",
+    "pipeline/components/example_records.py",
+    "data/file_checks.py",
+    "models/features.py",
+)
+GATE_CODE = (
+    "pipeline/components/gates.py",
+    "pipeline/components/data_validation.py",
+    "pipeline/metadata/artifacts.py",
+)
+EVALUATOR_CODE = (
+    "pipeline/components/evaluator.py",
+    "pipeline/components/fairness.py",
+    "pipeline/metadata/artifacts.py",
+    "pipeline/names.py",
+)
 
 INPUT_SHA256 = "input_sha256"
 INPUT_FILES = "input_files"
@@ -68,7 +90,7 @@ def record_input_files(examples, paths: list[str]) -> None:
 
 
 def record_feedback(examples, paths: list[str]) -> None:
-    """Put the manifests of feedback spans read (serving.feedback) on an Examples artifact, so
+    """Put the manifests of feedback spans read (feedback.join) on an Examples artifact, so
     a model's lineage names the request log rows and the outcomes file it learned from."""
     manifests = []
     for folder in sorted({os.path.dirname(path) for path in paths}):
@@ -122,3 +144,13 @@ class TrainerExecutor(GenericExecutor):
         decision = trainer.saved_threshold(path_utils.serving_model_path(model.uri))
         if decision is not None:
             model.set_float_custom_property(DECISION_THRESHOLD, decision["threshold"])
+
+
+def code_fingerprint(patterns: tuple[str, ...] = MODEL_CODE, root: Path = PROJECT_ROOT) -> str:
+    """A hash of the files these glob patterns match under root, names and contents."""
+    digest = hashlib.sha256()
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

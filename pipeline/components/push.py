@@ -7,9 +7,9 @@ staging folder left by a crash is removed by the next push. Remote destinations 
 s3://) keep TFX's behaviour: object stores have no atomic folder rename.
 
 Into each local version folder, beside the SavedModel, it writes the model card
-(model_card.json and model_card.html, pipeline/model_card.py) from the Evaluator's summary in
-the blessing folder, before the rename: model and card appear together. Model servers load
-saved_model.pb and variables/ and ignore other files in a version folder.
+(model_card.json and model_card.html, model_card.py beside this file) from the Evaluator's
+summary in the blessing folder, before the rename: model and card appear together. Model
+servers load saved_model.pb and variables/ and ignore other files in a version folder.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class AtomicPusherExecutor(TfxPusherExecutor):
 
 def write_model_card(staged: Path, final: Path, blessing, pushed) -> None:
     """model_card.json and .html in the staged version folder (which will be `final`)."""
-    from pipeline import model_card
+    from pipeline.components import model_card
     from pipeline.components.evaluator import SUMMARY_FILE
 
     summary_path = Path(blessing.uri) / SUMMARY_FILE

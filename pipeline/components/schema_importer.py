@@ -2,7 +2,7 @@
 
 TFX reuses a cached execution when the exec properties and inputs are unchanged. Stock
 ImportSchemaGen's only property is the file path, so an edited schema (for example after
-`python -m pipeline.schema_cli propose --write`) was silently ignored on an existing output
+`python -m lineage.schema_proposal propose --write`) was silently ignored on an existing output
 folder: the old schema stayed in force. The SHA-256 of the file is a property here, so an edit
 makes a new execution; the executor is TFX's own.
 """

@@ -12,9 +12,9 @@ import pytest
 from conftest import MODEL_CHAIN, pipeline_graph, write_quarter_sample
 from ml_metadata.proto import metadata_store_pb2
 
-from lineage import store as lineage
 from pipeline import names
 from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.metadata import store as lineage
 from pipeline.pipeline import create_pipeline
 
 DAG_FILE = PROJECT_ROOT / "runners" / "airflow_runner.py"

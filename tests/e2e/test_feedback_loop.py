@@ -1,7 +1,7 @@
 """The whole loop, as the README's walkthrough runs it by hand.
 
 Train on span 1 and push; serve it with the real server; replay real complaints through REST;
-their outcomes arrive; serving.feedback writes span 2; Airflow's own scheduler (LocalExecutor,
+their outcomes arrive; feedback.join writes span 2; Airflow's own scheduler (LocalExecutor,
 metastore on a real PostgreSQL) sees the span and runs the pipeline; the new model, compared
 with span 1's, is pushed because it is blessed; the server swaps to it with no failed request;
 lineage names the request log rows and the outcomes file. Then the refusals: drifting traffic
@@ -67,7 +67,7 @@ def outcomes(rows: list[dict], path: Path) -> Path:
 
 def feedback(server: ServerProcess, outcomes_file: Path, data_dir: Path) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "serving.feedback", "--request-log", str(server.request_log.parent)]
+        [sys.executable, "-m", "feedback", "--request-log", str(server.request_log.parent)]
         + ["--outcomes", str(outcomes_file), "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
@@ -230,7 +230,7 @@ def test_served_outcomes_retrain_push_and_swap_under_a_real_scheduler(scheduler,
         # Traffic of one product only becomes span 3: the data gate stops the run on its drift.
         # Replayed with the walkthrough's tool, which also writes their outcomes.
         one_product = [r for r in drifting if r["product"] == drifting[0]["product"]][:200]
-        tool = [sys.executable, "-m", "serving.replay", "--url", server.url, "--rows"]
+        tool = [sys.executable, "-m", "feedback.replay", "--url", server.url, "--rows"]
         drift = tmp_path / "drift-outcomes.csv"
         tool += [str(write_rows(one_product, tmp_path / "drift.csv")), "--outcomes-out", str(drift)]
         before = mark()
@@ -256,7 +256,7 @@ def mark() -> str:
 
 
 def monitor(output_dir: Path, server: ServerProcess, since: str, until: str):
-    command = [sys.executable, "-m", "serving.monitor", "--output-dir", str(output_dir)]
+    command = [sys.executable, "-m", "monitoring", "--output-dir", str(output_dir)]
     command += ["--request-log", str(server.request_log.parent), "--since", since, "--until", until]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
@@ -277,7 +277,7 @@ def flag_settings(flags: list[str]) -> dict[str, str]:
 
 
 def lineage(output_dir: Path, *args: str, json_output: bool = True):
-    command = [sys.executable, "-m", "lineage.cli", "--output-dir", str(output_dir)]
+    command = [sys.executable, "-m", "lineage", "--output-dir", str(output_dir)]
     result = subprocess.run(
         command + (["--json"] if json_output else []) + list(args), capture_output=True, text=True
     )

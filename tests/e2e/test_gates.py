@@ -23,11 +23,12 @@ from support.faults import (
     unknown_product,
 )
 
-from lineage import schema_diff
-from lineage import store as lineage
+from lineage import schema_diff, schema_proposal
 from models import features
-from pipeline import names, run, schema_cli
+from pipeline import names
 from pipeline.config import SCHEMA_FILE, PipelineConfig
+from pipeline.metadata import store as lineage
+from runners import local_run
 
 BAD_DATA = {
     "column dropped": (drop_product, ["product", "missing"]),
@@ -47,7 +48,7 @@ def test_bad_data_stops_the_run_before_transform(fault, tmp_path, capsys, monkey
     output_dir = tmp_path / "outputs"
     argv = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(output_dir), *TINY_RUN_FLAGS]
 
-    assert run.main(argv, runner="LocalDagRunner") == 1
+    assert local_run.main(argv, runner="LocalDagRunner") == 1
     message = capsys.readouterr().err
     assert "Data validation failed" in message
     for words in expected_words:
@@ -81,7 +82,7 @@ def test_an_accepted_schema_change_is_used_on_the_same_output_folder(tmp_path, c
         *("--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "outputs")),
         *("--schema-file", str(schema_file), *TINY_RUN_FLAGS),
     ]
-    assert run.main(argv, runner="LocalDagRunner") == 1
+    assert local_run.main(argv, runner="LocalDagRunner") == 1
     assert "Crypto wallet" in capsys.readouterr().err
 
     # SchemaGen ran before the gate stopped the run: the difference names the new product
@@ -99,9 +100,9 @@ def test_an_accepted_schema_change_is_used_on_the_same_output_folder(tmp_path, c
         "--schema-file",
         str(schema_file),
     ]
-    assert schema_cli.main([*propose, "--write"]) == 0
+    assert schema_proposal.main([*propose, "--write"]) == 0
     assert "Crypto wallet" in schema_file.read_text()
-    assert run.main(argv, runner="LocalDagRunner") == 0, capsys.readouterr().err
+    assert local_run.main(argv, runner="LocalDagRunner") == 0, capsys.readouterr().err
     states = run_states(tmp_path / "outputs")
     assert states[names.SCHEMA_IMPORTER] == "COMPLETE"  # executed again, not from the cache
     assert states[names.DATA_GATE] == "COMPLETE" and states[names.PUSHER] == "COMPLETE"
@@ -132,7 +133,7 @@ def test_the_fairness_gate_refuses_a_model_with_a_forced_gap(tmp_path, capsys, m
         *("--train-steps", "80", "--min-slice-examples", "50"),
     ]
     gate = ["--fairness-gate", f"tags: {group}", "--fairness-max-auc-gap", "0.1"]
-    assert run.main([*argv, *gate], runner="LocalDagRunner") == 0, capsys.readouterr().err
+    assert local_run.main([*argv, *gate], runner="LocalDagRunner") == 0, capsys.readouterr().err
     console = capsys.readouterr().out
     assert "Blessed: no" in console and "Pushed to: nothing pushed" in console
     refusal = console.split(f"refused: fairness: tags: {group} auc ")[1].splitlines()[0]
@@ -142,7 +143,7 @@ def test_the_fairness_gate_refuses_a_model_with_a_forced_gap(tmp_path, capsys, m
     assert not Path(config.serving_model_dir).exists()
 
     # The same model without the fairness gate is blessed: the gate alone refused it.
-    assert run.main(argv, runner="LocalDagRunner") == 0, capsys.readouterr().err
+    assert local_run.main(argv, runner="LocalDagRunner") == 0, capsys.readouterr().err
     console = capsys.readouterr().out
     assert "Blessed: yes" in console and "refused:" not in console
     states = run_states(tmp_path / "outputs")

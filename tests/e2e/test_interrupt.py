@@ -14,9 +14,9 @@ import pytest
 from conftest import TINY_RUN_FLAGS, bundled_rows, running_nodes, write_rows
 
 from lineage import queries
-from lineage import store as lineage
 from pipeline import names
 from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.metadata import store as lineage
 
 
 @pytest.mark.parametrize(

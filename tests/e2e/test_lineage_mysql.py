@@ -23,9 +23,9 @@ from ml_metadata.proto import metadata_store_pb2
 from support.mariadb_server import mariadb_server
 
 from lineage import queries
-from lineage import store as lineage
 from pipeline import names
 from pipeline.config import MYSQL_PASSWORD_ENV, PROJECT_ROOT, PipelineConfig
+from pipeline.metadata import store as lineage
 
 PIPELINES = ("cfpb-a", "cfpb-b")
 
@@ -51,7 +51,7 @@ def db(tmp_path_factory):
 
 OPEN_STORE = """
 import sys
-from lineage import store as lineage
+from pipeline.metadata import store as lineage
 from pipeline.config import PipelineConfig
 host, port, database, user = sys.argv[1:]
 config = PipelineConfig(
@@ -120,7 +120,7 @@ def mysql_runs(db, tmp_path_factory):
 
 
 def lineage_command(runs: MySQLRuns, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "lineage.cli", *runs.store_flags, *args]
+    command = [sys.executable, "-m", "lineage", *runs.store_flags, *args]
     return subprocess.run(
         command, env=runs.env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT
     )
@@ -210,7 +210,7 @@ def test_a_wrong_password_or_a_new_database_is_one_line_in_seconds(db, tmp_path)
         cwd=tmp_path,
     )
     question = subprocess.run(
-        [sys.executable, "-m", "lineage.cli", *flags, "runs"],
+        [sys.executable, "-m", "lineage", *flags, "runs"],
         env=wrong,
         capture_output=True,
         text=True,
@@ -225,7 +225,7 @@ def test_a_wrong_password_or_a_new_database_is_one_line_in_seconds(db, tmp_path)
     # A database that does not exist yet is MLMD's to create: the question gets a plain answer.
     new = [*flags[:-4], "--mysql-database", "not_created_yet", *flags[-2:]]
     fresh = subprocess.run(
-        [sys.executable, "-m", "lineage.cli", *new, "runs"],
+        [sys.executable, "-m", "lineage", *new, "runs"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,4 +1,4 @@
-"""python -m serving.monitor on a pipeline-pushed model, its MLMD lineage and a real request log.
+"""python -m monitoring on a pipeline-pushed model, its MLMD lineage and a real request log.
 
 One tiny pipeline run pushes a model; a real server serves it and logs four phases of REST
 traffic, each a window of the log by time:
@@ -100,7 +100,7 @@ def run_monitor(traffic, phase: str, *flags: str) -> tuple[subprocess.CompletedP
     since, until = windows[phase]
     report = workdir / f"{phase}.json"
     command = [
-        sys.executable, "-m", "serving.monitor",
+        sys.executable, "-m", "monitoring",
         "--output-dir", str(output_dir), "--request-log", str(log_dir),
         "--since", since, "--until", until,
         "--json", str(report), "--html", str(workdir / f"{phase}.html"), *flags,

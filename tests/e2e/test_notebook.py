@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from lineage import slice_view, stats_view
+from lineage.notebook import slice_view, stats_view
 from models import features
 from pipeline.config import MIN_SLICE_EXAMPLES, PROJECT_ROOT
 

@@ -26,9 +26,9 @@ import pytest
 from conftest import MODEL_CHAIN, TINY_RUN_FLAGS, bundled_rows, write_rows
 
 from lineage import queries
-from lineage import store as lineage
 from pipeline import names
 from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.metadata import store as lineage
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 SMALL_RUN = [
@@ -342,7 +342,7 @@ def test_lineage_from_pushed_model_to_input_data(runs):
 
 
 def lineage_cli(config: PipelineConfig, *args: str, capsys) -> str:
-    from lineage import cli as command
+    from lineage import command
 
     assert command.main(["--output-dir", str(config.output_dir), *args]) == 0
     return capsys.readouterr().out
@@ -441,7 +441,7 @@ def test_lineage_command_answers_bad_questions_plainly(runs, tmp_path):
 
     def ask(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "lineage.cli", *args],
+            [sys.executable, "-m", "lineage", *args],
             capture_output=True,
             text=True,
             timeout=300,
@@ -461,7 +461,7 @@ def test_lineage_command_edge_cases_from_the_review(runs, tmp_path, capsys, monk
     # A 0-byte store is refused and stays 0 bytes (no MLMD schema written into it).
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "metadata.sqlite").touch()
-    from lineage import cli as command
+    from lineage import command
 
     assert command.main(["--output-dir", str(tmp_path / "empty"), "runs"]) == 1
     assert "the file is empty" in capsys.readouterr().err

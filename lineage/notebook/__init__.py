@@ -1,0 +1,1 @@
+"""Views the notebook shows offline: statistics, slices, and quiet library output."""
