@@ -36,7 +36,6 @@ from pipeline.config import BUNDLED_DATA_DIR  # noqa: E402
 AIRFLOW = [str(ROOT / "scripts" / "airflow.sh")]
 SMALL = {
     "CFPB_TRAIN_STEPS": "20",
-    "CFPB_EVAL_STEPS": "4",
     "CFPB_TUNER_TRIALS": "1",
     "CFPB_TUNER_TRAIN_STEPS": "10",
     "CFPB_MIN_AUC": "0.0",

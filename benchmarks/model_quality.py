@@ -1,4 +1,4 @@
-"""The pushed model against a scikit-learn baseline on the same eval rows.
+"""The pushed model against a scikit-learn baseline on the same test rows.
 
     .venv/bin/python benchmarks/model_quality.py [--output-dir outputs]
 
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR))
     args = parser.parse_args()
     model_dir, examples_uri = pushed_model(args.output_dir)
-    eval_records = serialized_examples(examples_uri, "eval")
+    eval_records = serialized_examples(examples_uri, "test")
     train, evaluation = (
         to_frame(serialized_examples(examples_uri, "train")),
         to_frame(eval_records),
@@ -96,7 +96,7 @@ def main() -> None:
     ]
     print(f"Machine: {machine()}")
     print(
-        f"Model: {model_dir}; train {len(train)} rows, eval {len(evaluation)} rows "
+        f"Model: {model_dir}; train {len(train)} rows, test {len(evaluation)} rows "
         f"({labels.mean():.1%} disputed)\n"
     )
     print(markdown_table(["model", "AUC", "accuracy", "precision", "recall"], rows))

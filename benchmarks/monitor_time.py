@@ -85,7 +85,7 @@ def main() -> None:
     table.append(["wall time of the process (start, imports, report, page)",
                   f"{statistics.median(walls):.2f}"])  # fmt: skip
     print(f"{machine()}; {len(rows):,} logged predictions, median of {args.repeats} runs")
-    print(f"status: {report['status']}; eval examples scored: {report['prediction']['eval_count']}")
+    print(f"status: {report['status']}; test examples scored: {report['prediction']['test_count']}")
     print(markdown_table(["step", "seconds"], table))
     print(f"spread of wall times: {np.min(walls):.2f} to {np.max(walls):.2f} s")
 

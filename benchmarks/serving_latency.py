@@ -25,7 +25,7 @@ def main() -> None:
     import tensorflow as tf
 
     model_dir, examples_uri = pushed_model(args.output_dir)
-    records = serialized_examples(examples_uri, "eval")
+    records = serialized_examples(examples_uri, "test")
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     rows = []
     for batch_size in BATCH_SIZES:

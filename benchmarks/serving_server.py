@@ -164,7 +164,7 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     model_dir, examples_uri = pushed_model(args.output_dir)
-    records = serialized_examples(examples_uri, "eval")
+    records = serialized_examples(examples_uri, "test")
     workdir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     files = prepare(records, workdir)
     base_path = workdir / "serving_model"

@@ -29,6 +29,7 @@ from lineage import queries  # noqa: E402
 from lineage.diff import diff as diff_runs  # noqa: E402
 from lineage.export import EXPORT_FORMATS, export  # noqa: E402
 from pipeline import preflight  # noqa: E402
+from pipeline.components.fairness import estimate_text  # noqa: E402
 from pipeline.config import PipelineConfig, add_config_arguments  # noqa: E402
 from pipeline.metadata.store import LineageError, connect, pipeline_names, run_ids  # noqa: E402
 
@@ -151,11 +152,15 @@ def show_trace(store, args) -> str | dict:
         lines.append(f"Pushed (artifact {pushed['id']}) to {pushed['destination']}")
     evaluation = found["evaluation"]
     if evaluation:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in evaluation["metrics"].items())
+        metrics = ", ".join(
+            f"{k} {v if k == 'example_count' else estimate_text(v, digits=4)}"
+            for k, v in evaluation["metrics"].items()
+        )
         lines += [
-            f"Evaluation: blessed {'yes' if evaluation['blessed'] else 'no'}, baseline model "
-            f"{evaluation['baseline_model_id'] or 'none (first blessed model)'}",
-            f"  overall: {metrics}",
+            f"Evaluation on the test split: blessed {'yes' if evaluation['blessed'] else 'no'}, "
+            f"baseline model {evaluation['baseline_model_id'] or 'none (first blessed model)'}",
+            f"  overall (95% intervals): {metrics}",
+            *(f"  {reason}" for reason in evaluation.get("reasons", [])),
         ]
         if evaluation.get("decision_threshold") is not None:
             lines.append(f"  decision threshold: {evaluation['decision_threshold']:.4f}")
@@ -166,7 +171,8 @@ def show_trace(store, args) -> str | dict:
             lines += ["  " + line for line in fairness.format_report(report).splitlines()]
             lines += [f"  refused: {reason}" for reason in report.refusals]
     lines += [
-        f"Training: {training['train_steps']} steps, eval {training['eval_steps']} steps, "
+        f"Training: {training['train_steps']} steps, validation on "
+        f"{', '.join(training.get('validation_splits') or ['eval'])}, "
         f"seed {training.get('seed')}, models/ fingerprint {training.get('code_fingerprint')}",
         f"  hyperparameters ({_hyperparameters_origin(found)}): "
         + ", ".join(f"{k}={v}" for k, v in training["hyperparameters"].items()),

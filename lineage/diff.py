@@ -8,7 +8,7 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import names
-from pipeline.metadata import artifacts
+from pipeline.metadata import artifacts, evaluations
 from pipeline.metadata.store import (
     LineageError,
     execution_property,
@@ -58,13 +58,13 @@ def diff(store: mlmd.MetadataStore, run_a: str, run_b: str) -> dict:
         result["same_data"] = stats[0].id == stats[1].id
         result["drift"] = artifacts.drift(stats[0].uri, stats[1].uri, schema[0].uri)
         result["schema_changes"] = artifacts.schema_changes(schema[0].uri, schema[1].uri)
-    evaluations = [output(x, "evaluation") for x in (a, b)]
-    if all(evaluations):
-        metrics = [artifacts.slice_metrics(e.uri) for e in evaluations]
+    outputs = [output(x, "evaluation") for x in (a, b)]
+    if all(outputs):
+        metrics = [evaluations.slice_metrics(e.uri) for e in outputs]
         result["metrics"] = {
             name: {m: [metrics[0][name].get(m), metrics[1][name].get(m)] for m in metrics[0][name]}
             for name in sorted(
-                metrics[0].keys() & metrics[1].keys(), key=lambda n: (n != artifacts.OVERALL, n)
+                metrics[0].keys() & metrics[1].keys(), key=lambda n: (n != names.OVERALL, n)
             )
         }
     return result

@@ -12,7 +12,7 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import names
-from pipeline.metadata import artifacts
+from pipeline.metadata import artifacts, evaluations
 from pipeline.metadata.store import (
     INPUT_EVENTS,
     OUTPUT_EVENTS,
@@ -186,7 +186,7 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
         },
         "training": {
             "train_steps": _json_property(trainer, "train_args").get("num_steps"),
-            "eval_steps": _json_property(trainer, "eval_args").get("num_steps"),
+            "validation_splits": _json_property(trainer, "eval_args").get("splits", []),
             **_json_property(trainer, "custom_config"),
             "hyperparameters": artifacts.hyperparameters(hyperparameters[0].uri)
             if hyperparameters
@@ -210,7 +210,8 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
         else {
             "blessed": custom_property(blessing, "blessed") == 1,
             "baseline_model_id": baseline[0].id if baseline else None,
-            "metrics": artifacts.overall_metrics(evaluation.uri),
+            "metrics": evaluations.slice_estimates(evaluation.uri).get(names.OVERALL, {}),
+            "reasons": getattr(evaluations.load_evaluation(evaluation.uri), "reasons", []),
             "uri": evaluation.uri,
             "decision_threshold": custom_property(model, "decision_threshold"),
             "fairness": _fairness_json(evaluation.uri),

@@ -11,15 +11,17 @@ from lineage import schema_diff
 from lineage.queries import RunSummary, run_summary
 from pipeline import names
 from pipeline.components import fairness
-from pipeline.metadata import artifacts, store
+from pipeline.metadata import evaluations, store
 
 
 @dataclass
 class Evaluation:
-    """The Evaluator's verdict in a run: overall metrics, the baseline's AUC, refusals."""
+    """The Evaluator's verdict in a run: overall metrics with intervals, the blessing's reasons
+    and refusals, fairness."""
 
-    overall_metrics: dict[str, float] = field(default_factory=dict)
-    baseline_auc: float | None = None
+    overall: dict[str, list] = field(default_factory=dict)  # metric -> [value, low, high]
+    method: str = ""
+    reasons: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     fairness: fairness.FairnessReport | None = None
     schema_changes: list[schema_diff.SchemaChange] | None = None
@@ -32,44 +34,44 @@ def run_evaluation(mlmd_store: mlmd.MetadataStore, summary: RunSummary) -> Evalu
         outputs = store.run_outputs(mlmd_store, record.execution.id)
         if "evaluation" not in outputs:
             continue
-        evaluation_uri = outputs["evaluation"][0].uri
-        evaluation.overall_metrics = artifacts.overall_metrics(evaluation_uri)
-        if store.run_inputs(mlmd_store, record.execution.id).get("baseline_model"):
-            baseline = artifacts.slice_metrics(evaluation_uri, model="baseline")
-            evaluation.baseline_auc = baseline.get(artifacts.OVERALL, {}).get("auc")
-        evaluation.refusals = artifacts.validation_failures(evaluation_uri)
-        evaluation.fairness = fairness.load_report(evaluation_uri)
+        uri = outputs["evaluation"][0].uri
+        evaluation.overall = evaluations.slice_estimates(uri).get(names.OVERALL, {})
+        found = evaluations.load_evaluation(uri)
+        if found is not None:
+            evaluation.method, evaluation.reasons = found.method, found.reasons
+        evaluation.refusals = evaluations.refusals(uri)
+        evaluation.fairness = fairness.load_report(uri)
         if evaluation.fairness is not None:
             evaluation.refusals += evaluation.fairness.refusals
     return evaluation
 
 
-def threshold_lines(metrics: dict[str, float], threshold: float | None) -> list[str]:
-    """Precision and recall at the decision threshold and at the fixed ones, and calibration."""
+def threshold_lines(metrics: dict[str, list], threshold: float | None) -> list[str]:
+    """Precision and recall at the decision threshold and at the fixed ones, FPR and FNR, and
+    calibration, each with its interval."""
     if threshold is None:
         return []
+
+    def shown(name: str) -> str:
+        return fairness.estimate_text(metrics.get(name), digits=4)
+
     lines = [f"Decision threshold: {threshold:.4f}"]
     at = [(f"{threshold:.4f} (the model's)", "precision", "recall")]
     at += [
         (f"{t:g}", names.at_threshold("precision", t), names.at_threshold("recall", t))
         for t in names.FIXED_THRESHOLDS
     ]
-    nan = float("nan")
     for label, precision, recall in at:
         if precision in metrics or recall in metrics:
-            lines.append(
-                f"  at {label}: precision {metrics.get(precision, nan):.4f}, "
-                f"recall {metrics.get(recall, nan):.4f}"
-            )
+            lines.append(f"  at {label}: precision {shown(precision)}, recall {shown(recall)}")
     if "fpr" in metrics:
         lines.append(
-            f"  at the model's: false positive rate {metrics['fpr']:.4f}, "
-            f"false negative rate {metrics.get('fnr', nan):.4f}"
+            f"  at the model's: false positive rate {shown('fpr')}, "
+            f"false negative rate {shown('fnr')}"
         )
     if "calibration" in metrics:
         lines.append(
-            f"  calibration (mean prediction / mean label, 1 is calibrated): "
-            f"{metrics['calibration']:.4f}"
+            f"  calibration (mean prediction / mean label, 1 is calibrated): {shown('calibration')}"
         )
     return lines
 
@@ -87,29 +89,28 @@ def format_run(summary: RunSummary, evaluation: Evaluation) -> str:
         )
     )
     lines.append("")
-    report_threshold = evaluation.fairness and evaluation.fairness.threshold
     if evaluation.schema_changes is not None:
         lines.append(
             "Schema difference (inferred vs curated): "
             + schema_diff.one_line(evaluation.schema_changes)
         )
-    if evaluation.overall_metrics:
-        lines.append("Eval metrics (overall slice):")
-        shown = [m for m in names.EVAL_METRICS.values() if m != "calibration"]
-        lines += [
-            f"  {name}: {value:.4f}"
-            for name, value in evaluation.overall_metrics.items()
-            if name in shown or report_threshold is None
-        ]
-    if evaluation.baseline_auc is not None:
-        lines.append(f"  baseline (last blessed model) auc: {evaluation.baseline_auc:.4f}")
+    if evaluation.overall:
+        lines.append(f"Test metrics (overall slice; 95% intervals: {evaluation.method}):")
+        for name in ("example_count", "auc", "binary_accuracy"):
+            if name in evaluation.overall:
+                value = evaluation.overall[name]
+                shown = (
+                    fairness.estimate_text(value, digits=4) if name != "example_count" else value
+                )
+                lines.append(f"  {name}: {shown}")
     report = evaluation.fairness
-    lines += threshold_lines(evaluation.overall_metrics, report and report.threshold)
+    lines += threshold_lines(evaluation.overall, report and report.threshold)
     if report is not None:
         lines.append(fairness.format_report(report))
     blessing = {True: "yes", False: "no", None: "not evaluated"}[summary.blessed]
     lines.append(f"Blessed: {blessing}")
     lines += [f"  refused: {reason}" for reason in evaluation.refusals]
+    lines += [f"  {reason}" for reason in evaluation.reasons if summary.blessed]
     if summary.pushed_to:
         lines.append(f"Pushed to: {summary.pushed_to}")
     elif summary.reused_push:

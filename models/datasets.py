@@ -17,10 +17,16 @@ def make_dataset(
     data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int = BATCH_SIZE,
+    once: bool = False,
 ) -> tf.data.Dataset:
-    """(features, label) batches, repeated indefinitely: steps bound training."""
+    """(features, label) batches: training data shuffled and repeated indefinitely (steps bound
+    training); with once=True, every example exactly once, in order (validation)."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        label_key=features.LABEL_KEY,
+        num_epochs=1 if once else None,
+        shuffle=not once,
+    )
     return data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
-        tf_transform_output.transformed_metadata.schema,
-    ).repeat()
+        file_pattern, options, tf_transform_output.transformed_metadata.schema
+    )

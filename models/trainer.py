@@ -71,10 +71,11 @@ def dispute_rate_threshold(probabilities: np.ndarray, labels: np.ndarray) -> flo
     return float(np.quantile(probabilities, 1.0 - rate))
 
 
-def choose_threshold(keras_model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> dict:
-    """The decision threshold on `steps` batches of validation data, with how it was chosen."""
+def choose_threshold(keras_model: tf.keras.Model, dataset: tf.data.Dataset) -> dict:
+    """The decision threshold on the validation data (each example once: the dataset is not
+    repeated), with how it was chosen and how many examples it saw."""
     scores, labels = [], []
-    for batch, label in dataset.take(max(steps, 1)):
+    for batch, label in dataset:
         scores.append(keras_model.predict_on_batch(batch).reshape(-1))
         labels.append(label.numpy().reshape(-1))
     probabilities, truth = np.concatenate(scores), np.concatenate(labels)
@@ -134,8 +135,9 @@ def run_fn(fn_args: FnArgs) -> None:
     hp = load_hyperparameters(fn_args.hyperparameters)
 
     train = datasets.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-    evaluation = datasets.make_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output
+    # The validation split, each example once: Keras's validation and the decision threshold.
+    validation = datasets.make_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, once=True
     )
     keras_model = model.build_model(hp, model.vocabulary_sizes(tf_transform_output))
     epochs, steps_per_epoch = epoch_plan(fn_args.train_steps)
@@ -144,8 +146,7 @@ def run_fn(fn_args: FnArgs) -> None:
         train,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        validation_data=evaluation,
-        validation_steps=fn_args.eval_steps,
+        validation_data=validation,
         callbacks=[stop, tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
         verbose=2,
     )
@@ -154,7 +155,7 @@ def run_fn(fn_args: FnArgs) -> None:
         record = {"hyperparameters": hp.values, "trained_steps": stop.trained}
         json.dump({**record, "history": history.history}, handle, indent=2)
 
-    decision = choose_threshold(keras_model, evaluation, fn_args.eval_steps)
+    decision = choose_threshold(keras_model, validation)
     signatures = make_serving_signatures(keras_model, tf_transform_output, decision["threshold"])
     keras_model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
     with open(os.path.join(fn_args.serving_model_dir, THRESHOLD_FILE), "w") as handle:

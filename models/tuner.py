@@ -30,15 +30,15 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
         project_name="cfpb_dispute",
     )
     train = datasets.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-    evaluation = datasets.make_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output
+    # The validation split, each example once per trial epoch: the score trials are ranked by.
+    validation = datasets.make_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, once=True
     )
     return TunerFnResult(
         tuner=tuner,
         fit_kwargs={
             "x": train,
-            "validation_data": evaluation,
+            "validation_data": validation,
             "steps_per_epoch": fn_args.train_steps,
-            "validation_steps": fn_args.eval_steps,
         },
     )

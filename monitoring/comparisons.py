@@ -1,10 +1,10 @@
 """What `python -m monitoring` compares: a window of logged requests against the statistics,
-curated schema and eval split of the model that served them, found through MLMD lineage.
+curated schema and test split of the model that served them, found through MLMD lineage.
 
 TFDV does the feature checks: statistics of the window's raw feature values, then
 validate_statistics with the training statistics and the schema (skew comparators, domains,
 presence). The prediction shift compares the window's dispute probabilities with the served
-model's own predictions on its eval split, scored here at monitor time.
+model's own predictions on its test split, scored here at monitor time.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 from cli import bounds
 from models import features
 from pipeline import names
-from pipeline.config import MIN_SLICE_EXAMPLES
 
 SERVING, TRAINING = "SERVING", "TRAINING"
 PSI_FLOOR = 1e-4  # a bin's share is at least this, so an empty bin gives a large, finite PSI
@@ -38,8 +37,8 @@ class Thresholds:
     """
 
     skew_linf: float = 0.15  # L-infinity distance of a category's value frequencies
-    prediction_psi: float = 0.25  # population stability index over the eval split's deciles
-    min_rows: int = MIN_SLICE_EXAMPLES  # fewer rows are noise, not evidence
+    prediction_psi: float = 0.25  # population stability index over the test split's deciles
+    min_rows: int = 100  # fewer predictions are noise, not evidence of a shift
 
 
 # Their allowed values: a threshold of nan or below 0 would never (or always) alert.
@@ -58,7 +57,7 @@ class Baseline:
     model_dir: str  # the SavedModel that served
     schema: object  # schema_pb2.Schema, the curated one the model's Transform read
     train_statistics: object  # DatasetFeatureStatisticsList, StatisticsGen's train split
-    eval_files: list[str]
+    test_files: list[str]
     sources: dict[str, str] = field(default_factory=dict)  # what came from where, for the report
 
 
@@ -104,9 +103,9 @@ def find_baseline(store, model_version: int) -> Baseline:
     model_dir = pushed_destination(pushed)
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         model_dir = os.path.join(model.uri, "Format-Serving")  # pushed copy removed since
-    eval_files = sorted(glob.glob(os.path.join(examples.uri, "Split-eval", "*")))
-    if not eval_files:
-        raise MonitorError(f"the eval split of examples {examples.id} is gone: {examples.uri}")
+    test_files = sorted(glob.glob(os.path.join(examples.uri, "Split-test", "*")))
+    if not test_files:
+        raise MonitorError(f"the test split of examples {examples.id} is gone: {examples.uri}")
     try:
         train_statistics = artifacts.split_statistics(statistics.uri, "train")
         curated = artifacts.load_schema(schema.uri)
@@ -119,13 +118,13 @@ def find_baseline(store, model_version: int) -> Baseline:
         model_dir=model_dir,
         schema=curated,
         train_statistics=train_statistics,
-        eval_files=eval_files,
+        test_files=test_files,
         sources={
             "pushed model": f"{pushed.id} -> {pushed_destination(pushed)}",
             "model": f"{model.id} {model.uri}",
             "training statistics": f"{statistics.id} {statistics.uri}/Split-train",
             "schema": f"{schema.id} {schema.uri} ({names.SCHEMA_IMPORTER})",
-            "eval examples": f"{examples.id} {examples.uri}/Split-eval",
+            "test examples": f"{examples.id} {examples.uri}/Split-test",
         },
     )
 
@@ -253,15 +252,15 @@ def unseen_values(baseline: Baseline, rows: list[dict], kept: set[str]) -> dict[
     return found
 
 
-def eval_predictions(baseline: Baseline, batch_size: int = 512) -> np.ndarray:
-    """The served SavedModel's dispute probabilities on its eval split (ExampleGen's TFRecords)."""
+def test_predictions(baseline: Baseline, batch_size: int = 512) -> np.ndarray:
+    """The served SavedModel's dispute probabilities on its test split (ExampleGen's TFRecords)."""
     import tensorflow as tf
 
     try:
         signature = tf.saved_model.load(baseline.model_dir).signatures["serving_default"]
     except Exception as error:  # noqa: BLE001 (TF raises many kinds for a bad folder)
         raise MonitorError(f"cannot load the served model {baseline.model_dir}: {error}") from None
-    dataset = tf.data.TFRecordDataset(baseline.eval_files, compression_type="GZIP")
+    dataset = tf.data.TFRecordDataset(baseline.test_files, compression_type="GZIP")
     scored = [
         signature(examples=batch)[features.PREDICTION_KEY].numpy()
         for batch in dataset.batch(batch_size)
@@ -274,12 +273,12 @@ class PredictionShift:
     psi: float
     linf: float
     threshold: float
-    edges: list[float]  # bin edges over [0, 1]: the eval split's deciles and the tenths
-    eval_share: list[float]
+    edges: list[float]  # bin edges over [0, 1]: the test split's deciles and the tenths
+    test_share: list[float]
     window_share: list[float]
-    eval_count: int
+    test_count: int
     window_count: int
-    eval_mean: float
+    test_mean: float
     window_mean: float
 
     @property
@@ -287,18 +286,18 @@ class PredictionShift:
         return self.psi > self.threshold
 
 
-def prediction_shift(eval_scores, window_scores, threshold: float) -> PredictionShift:
-    """PSI (and L-infinity) between the two distributions, binned at the eval split's deciles
+def prediction_shift(test_scores, window_scores, threshold: float) -> PredictionShift:
+    """PSI (and L-infinity) between the two distributions, binned at the test split's deciles
     and at every tenth of [0, 1].
 
     The deciles resolve a model whose predictions sit in a narrow band (one trained a few
     steps), where tenths alone would put everything in one or two bins; the tenths still
-    separate values when the eval predictions are one constant and the deciles collapse.
+    separate values when the test predictions are one constant and the deciles collapse.
     """
-    eval_scores, window_scores = np.asarray(eval_scores), np.asarray(window_scores)
+    test_scores, window_scores = np.asarray(test_scores), np.asarray(window_scores)
     tenths = np.linspace(0, 1, PREDICTION_BINS + 1)
-    edges = np.unique(np.round(np.concatenate([tenths, np.quantile(eval_scores, tenths)]), 6))
-    expected = np.histogram(np.clip(eval_scores, 0, 1), edges)[0] / len(eval_scores)
+    edges = np.unique(np.round(np.concatenate([tenths, np.quantile(test_scores, tenths)]), 6))
+    expected = np.histogram(np.clip(test_scores, 0, 1), edges)[0] / len(test_scores)
     actual = np.histogram(np.clip(window_scores, 0, 1), edges)[0] / len(window_scores)
     e, a = np.maximum(expected, PSI_FLOOR), np.maximum(actual, PSI_FLOOR)
     return PredictionShift(
@@ -306,10 +305,10 @@ def prediction_shift(eval_scores, window_scores, threshold: float) -> Prediction
         linf=round(float(np.max(np.abs(actual - expected))), 6),
         threshold=threshold,
         edges=[float(x) for x in edges],
-        eval_share=[float(x) for x in expected],
+        test_share=[float(x) for x in expected],
         window_share=[float(x) for x in actual],
-        eval_count=len(eval_scores),
+        test_count=len(test_scores),
         window_count=len(window_scores),
-        eval_mean=float(eval_scores.mean()),
+        test_mean=float(test_scores.mean()),
         window_mean=float(window_scores.mean()),
     )

@@ -2,9 +2,9 @@
 
 Reads a window of the server's request log (by time and/or count), finds through MLMD the
 pushed model that served it, and checks the window against that model's training statistics,
-curated schema and eval split: TFDV skew per feature (L-infinity for categories), values
+curated schema and test split: TFDV skew per feature (L-infinity for categories), values
 outside the schema's domains and missing features, and the shift of the prediction
-distribution against the model's own predictions on its eval split (PSI). Prints a text
+distribution against the model's own predictions on its test split (PSI). Prints a text
 report, optionally writes a self-contained HTML page and JSON, and exits 0 (healthy),
 1 (alert) or 2 (cannot judge: bad input, nothing to compare).
 """
@@ -115,9 +115,9 @@ def open_store(args):
         raise MonitorError(f"cannot open the MLMD store: {error}") from None
 
 
-def judge(baseline, rows: list[tuple], logged: set[str], thresholds: Thresholds, eval_scores):
+def judge(baseline, rows: list[tuple], logged: set[str], thresholds: Thresholds, test_scores):
     """The comparisons of one model version's rows (as read_window returns them) and the
-    alerts they raise; eval_scores: the model's predictions on its eval split, or None."""
+    alerts they raise; test_scores: the model's predictions on its test split, or None."""
 
     try:
         values = [json.loads(row[4]) for row in rows]
@@ -126,8 +126,8 @@ def judge(baseline, rows: list[tuple], logged: set[str], thresholds: Thresholds,
     skews, anomalies, unseen = comparisons.check_features(baseline, values, logged, thresholds)
     scores = [row[6] for row in rows if row[6] is not None]
     shift = None
-    if scores and eval_scores is not None:
-        shift = comparisons.prediction_shift(eval_scores, scores, thresholds.prediction_psi)
+    if scores and test_scores is not None:
+        shift = comparisons.prediction_shift(test_scores, scores, thresholds.prediction_psi)
     unknown: dict[str, int] = {}
     for row in rows:
         for feature in json.loads(row[5]) if row[5] else []:
@@ -190,13 +190,13 @@ def monitor(args) -> dict:
     mark = time.perf_counter()
     baseline = comparisons.find_baseline(store, version)
     timings["baseline (MLMD, statistics, schema)"] = time.perf_counter() - mark
-    eval_scores = None
+    test_scores = None
     if any(row[6] is not None for row in chosen):
         mark = time.perf_counter()
-        eval_scores = comparisons.eval_predictions(baseline)
-        timings["eval split scored"] = time.perf_counter() - mark
+        test_scores = comparisons.test_predictions(baseline)
+        timings["test split scored"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    judged = judge(baseline, chosen, logged, thresholds, eval_scores)
+    judged = judge(baseline, chosen, logged, thresholds, test_scores)
     timings["comparisons (TFDV, PSI)"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
     return {

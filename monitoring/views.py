@@ -62,9 +62,9 @@ def text(report: dict) -> str:
         lines.append("prediction shift: not measured (no dispute_probability in the rows)")
     else:
         lines.append(
-            f"prediction shift against the eval split: PSI {shift['psi']:.3f} (threshold "
+            f"prediction shift against the test split: PSI {shift['psi']:.3f} (threshold "
             f"{shift['threshold']:g}), L-inf {shift['linf']:.3f}; mean {shift['window_mean']:.3f} "
-            f"live vs {shift['eval_mean']:.3f} on {shift['eval_count']} eval examples"
+            f"live vs {shift['test_mean']:.3f} on {shift['test_count']} test examples"
         )
     lines.append("")
     lines += [f"baseline {key}: {value}" for key, value in report["baseline"].items()]
@@ -116,11 +116,11 @@ def skew_plot(skews: list[dict]) -> str:
 
 
 def prediction_plot(shift: dict) -> str:
-    """Paired bars per bin (the eval split's deciles): eval share grey, live share blue."""
+    """Paired bars per bin (the test split's deciles): test share grey, live share blue."""
     width, height, left, bottom = 640, 260, 40, 40
-    bins = len(shift["eval_share"])
+    bins = len(shift["test_share"])
     slot = (width - left - 10) / bins
-    top = max(shift["eval_share"] + shift["window_share"] + [0.01]) * 1.15
+    top = max(shift["test_share"] + shift["window_share"] + [0.01]) * 1.15
     scale = (height - bottom - 10) / top
     parts = [
         f'<svg id="prediction-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" '
@@ -131,7 +131,7 @@ def prediction_plot(shift: dict) -> str:
     for index in range(bins):
         x = left + index * slot
         for offset, share, colour in (
-            (0.1, shift["eval_share"][index], "#9e9e9e"),
+            (0.1, shift["test_share"][index], "#9e9e9e"),
             (0.5, shift["window_share"][index], "#1565c0"),
         ):
             bar_height = share * scale
@@ -145,8 +145,8 @@ def prediction_plot(shift: dict) -> str:
             "</text>"
         )
     parts.append(
-        f'<text x="{left}" y="{height - 6}" font-size="12"><tspan fill="#9e9e9e">■ eval split'
-        f' ({shift["eval_count"]})</tspan> <tspan fill="#1565c0">■ live window'
+        f'<text x="{left}" y="{height - 6}" font-size="12"><tspan fill="#9e9e9e">■ test split'
+        f' ({shift["test_count"]})</tspan> <tspan fill="#1565c0">■ live window'
         f" ({shift['window_count']})</tspan></text></svg>"
     )
     return "".join(parts)
@@ -194,14 +194,14 @@ def html(report: dict) -> str:
         )
     )
     sections.append(skew_plot(report["skew"]))
-    sections.append("<h2>Prediction distribution against the eval split</h2>")
+    sections.append("<h2>Prediction distribution against the test split</h2>")
     if shift is None:
         sections.append('<p class="note">No dispute_probability in the rows.</p>')
     else:
         sections.append(
             f"<p>PSI {shift['psi']:.3f} (threshold {shift['threshold']:g}), L-infinity "
             f"{shift['linf']:.3f}; mean {shift['window_mean']:.3f} live, "
-            f"{shift['eval_mean']:.3f} on the eval split.</p>" + prediction_plot(shift)
+            f"{shift['test_mean']:.3f} on the test split.</p>" + prediction_plot(shift)
         )
     sections.append("<h2>Schema: domains and presence</h2>")
     anomalies = [[a["feature"], a["kind"], a["description"]] for a in report["anomalies"]]

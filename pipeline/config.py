@@ -13,6 +13,7 @@ from pathlib import Path
 from ml_metadata.proto import metadata_store_pb2
 
 from cli import bounds
+from pipeline import names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA_DIR = PROJECT_ROOT / "data" / "sample"
@@ -21,9 +22,9 @@ SCHEMA_FILE = PROJECT_ROOT / "pipeline" / "schema" / "schema.pbtxt"
 SPAN_TOKEN = "{SPAN}"
 MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
 BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
-# Slices with fewer eval examples are hidden from fairness and per-slice reports (and said so):
-# AUC on a handful of examples is noise, and undefined with one class.
-MIN_SLICE_EXAMPLES = 100
+# Slices with fewer test examples are listed by name and count, not shown with metrics: even
+# the interval of a handful of examples is unreliable, and AUC undefined with one class.
+MIN_SLICE_EXAMPLES = 20
 
 
 def _option(default, help: str, bounds: bounds.Range | None = None, **kwargs):  # noqa: A002
@@ -64,9 +65,6 @@ class PipelineConfig:
         "Trainer's training steps (batches of 64; ~4 epochs of the sample)",
         bounds.count(1, 10**8),
     )
-    eval_steps: int = _option(
-        30, "evaluation steps (batches of 64) for Tuner and Trainer", bounds.count(1, 10**7)
-    )
     tune: bool = _option(
         False,
         "run the Tuner in this run. Without it, the latest tuned hyperparameters in MLMD are "
@@ -76,21 +74,42 @@ class PipelineConfig:
     tuner_train_steps: int = _option(
         300, "training steps of each Tuner trial", bounds.count(1, 10**8)
     )
-    eval_split_buckets: int = _option(
-        1, "eval split share: train gets 3 buckets, eval this many", bounds.count(1, 1000)
+    validation_percent: int = _option(
+        15,
+        "share of the examples in the validation split (Tuner's choice, early stopping, the "
+        "decision threshold); train gets what validation and test leave",
+        bounds.count(5, 40, "percent"),
+    )
+    test_percent: int = _option(
+        15,
+        "share of the examples in the test split (the Evaluator, blessing, fairness, model card)",
+        bounds.count(5, 40, "percent"),
     )
     min_auc: float = _option(
-        0.55, "lowest overall eval AUC that can bless a model", bounds.fraction("an AUC")
+        0.55,
+        "lowest overall test AUC (point estimate) that can bless a model",
+        bounds.fraction("an AUC"),
     )
     max_auc_drop: float = _option(
         0.0,
-        "how much lower than the last blessed model's AUC a new model may be and still be pushed",
+        "how much lower than the last blessed model's AUC a new model may be and still be "
+        "pushed: refused when the paired difference on the test rows is significantly worse",
         bounds.fraction("an AUC difference; 0: no worse than the last blessed model"),
+    )
+    strict_auc_comparison: bool = _option(
+        False,
+        "compare with the last blessed model by the point estimates of AUC, not by the paired "
+        "difference's interval: any drop past --max-auc-drop refuses, noise or not",
+    )
+    bootstrap_resamples: int = _option(
+        1000,
+        "resamples behind every reported interval (Poisson bootstrap of the test split)",
+        bounds.count(100, 100_000),
     )
     min_slice_examples: int = _option(
         MIN_SLICE_EXAMPLES,
-        "eval examples a slice needs to be shown in fairness and per-slice reports and judged "
-        "by the fairness gate",
+        "test examples a slice needs to be shown, with its interval, in fairness and per-slice "
+        "reports and to be judged by the fairness gate (smaller ones are listed by count)",
         bounds.count(1),
     )
     fairness_gate: str = _option(
@@ -108,7 +127,9 @@ class PipelineConfig:
         "fairness gate: how far above overall a group's FNR may be and still bless",
         bounds.fraction("a rate difference"),
     )
-    seed: int = _option(0, "random seed for Tuner and Trainer", bounds.SEED)
+    seed: int = _option(
+        0, "random seed for Tuner, Trainer and the Evaluator's resamples", bounds.SEED
+    )
     direct_running_mode: str = _option(
         "in_memory",
         "Beam DirectRunner mode of data-heavy components. On 2 cores, multi_processing with 2 "
@@ -135,6 +156,16 @@ class PipelineConfig:
             object.__setattr__(
                 self, name, location if is_uri(location) else os.path.abspath(location)
             )
+
+    @property
+    def split_buckets(self) -> list[tuple[str, int]]:
+        """ExampleGen's splits and their hash buckets, out of 100: percentages."""
+        validation, test = self.validation_percent, self.test_percent
+        return [
+            (names.TRAIN, 100 - validation - test),
+            (names.VALIDATION, validation),
+            (names.TEST, test),
+        ]
 
     @property
     def pipeline_root(self) -> str:

@@ -24,6 +24,14 @@ BASELINE_RESOLVER = "LatestBlessedModelResolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
 
+# ExampleGen's splits, by hash of each example: the model learns from train; the Tuner, the
+# Trainer's validation and the decision threshold use validation; the Evaluator, the blessing,
+# fairness and the model card use test, which nothing before them has seen.
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+
+# The slice of every example, as reports name it.
+OVERALL = "Overall"
 # The Evaluator's slices (besides the overall one): the fairness report compares each
 # group of these with the overall slice.
 SLICE_KEYS = ("tags", "submitted_via", "product")

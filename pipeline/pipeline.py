@@ -15,7 +15,7 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
 )
 from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
+from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2, transform_pb2
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
@@ -26,7 +26,7 @@ from pipeline.components.baseline import (
     PreviousArtifactStrategy,
     PreviousBlessedModelStrategy,
 )
-from pipeline.components.evaluator import FairEvaluator, eval_config, fairness_gate_settings
+from pipeline.components.evaluator import BootstrapEvaluator, evaluation_settings
 from pipeline.components.gates import DataValidationGate
 from pipeline.components.push import AtomicPusherExecutor
 from pipeline.components.schema_importer import CuratedSchemaImporter
@@ -57,12 +57,19 @@ def look_back(
     return Resolver(strategy_class=strategy, config=config or {}, **channels).with_id(node_id)
 
 
+# Validation once through, whole: no num_steps (Tuner and Trainer read it to the end).
+VALIDATION_ARGS = trainer_pb2.EvalArgs(splits=[names.VALIDATION])
+
+
+def trainer_args(config: PipelineConfig) -> trainer_pb2.TrainArgs:
+    return trainer_pb2.TrainArgs(splits=[names.TRAIN], num_steps=config.train_steps)
+
+
 def runtime_parameter_values(config: PipelineConfig) -> dict[str, str]:
     """The Kubeflow flavour's runtime parameters, valued from config (JSON for train-args)."""
-    train_args = trainer_pb2.TrainArgs(num_steps=config.train_steps)
     return {
         DATA_DIR_PARAMETER: str(config.data_dir),
-        TRAIN_ARGS_PARAMETER: json.dumps(json_format.MessageToDict(train_args)),
+        TRAIN_ARGS_PARAMETER: json.dumps(json_format.MessageToDict(trainer_args(config))),
     }
 
 
@@ -107,9 +114,7 @@ def create_pipeline(
         raise ValueError("; ".join(problems))
     fingerprint = {"code_fingerprint": provenance.code_fingerprint(), "seed": config.seed}
     data_dir: str | RuntimeParameter = str(config.data_dir)
-    train_args: trainer_pb2.TrainArgs | RuntimeParameter = trainer_pb2.TrainArgs(
-        num_steps=config.train_steps
-    )
+    train_args: trainer_pb2.TrainArgs | RuntimeParameter = trainer_args(config)
     if runtime_parameters:
         defaults = runtime_parameter_values(config)
         data_dir, train_args = (
@@ -125,10 +130,8 @@ def create_pipeline(
         output_config=example_gen_pb2.Output(
             split_config=example_gen_pb2.SplitConfig(
                 splits=[
-                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
-                    example_gen_pb2.SplitConfig.Split(
-                        name="eval", hash_buckets=config.eval_split_buckets
-                    ),
+                    example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+                    for name, buckets in config.split_buckets
                 ]
             )
         ),
@@ -184,6 +187,8 @@ def create_pipeline(
         # Its pre- and post-transform statistics were a third of its time and nothing read
         # them: StatisticsGen's are the ones validated and compared (benchmarks/README.md).
         disable_statistics=True,
+        # Vocabularies and statistics from train only: validation and test stay unseen.
+        splits_config=transform_pb2.SplitsConfig(analyze=[names.TRAIN], transform=names.SPLITS),
         custom_config=fingerprint,
     ).with_id(names.TRANSFORM)
     transform.add_upstream_node(data_gate)  # nothing is transformed or trained from bad data
@@ -195,8 +200,10 @@ def create_pipeline(
             examples=transformed,
             transform_graph=transform_graph,
             tuner_fn=TUNER_FN,
-            train_args=trainer_pb2.TrainArgs(num_steps=config.tuner_train_steps),
-            eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
+            train_args=trainer_pb2.TrainArgs(
+                splits=[names.TRAIN], num_steps=config.tuner_train_steps
+            ),
+            eval_args=VALIDATION_ARGS,
             custom_config={**fingerprint, "max_trials": config.tuner_trials},
         ).with_id(names.TUNER)
         best_hyperparameters = tuning.outputs["best_hyperparameters"]
@@ -214,7 +221,7 @@ def create_pipeline(
         run_fn=RUN_FN,
         custom_executor_spec=executor_spec.ExecutorClassSpec(provenance.TrainerExecutor),
         train_args=train_args,
-        eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
+        eval_args=VALIDATION_ARGS,
         custom_config=fingerprint,
     ).with_id(names.TRAINER)
     baseline_model = look_back(
@@ -226,12 +233,11 @@ def create_pipeline(
         model=Channel(type=standard_artifacts.Model),
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     )
-    evaluator = FairEvaluator(
+    evaluator = BootstrapEvaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
-        eval_config=eval_config(config),
-        fairness_gate=fairness_gate_settings(config),
+        settings=evaluation_settings(config),
         code_fingerprint=provenance.code_fingerprint(provenance.EVALUATOR_CODE),
     ).with_id(names.EVALUATOR)
     pusher = components.Pusher(

@@ -6,7 +6,7 @@ Variables of the same name, with these defaults:
 
     CFPB_DATA_DIR        data/sample in the project
     CFPB_OUTPUT_DIR      outputs/airflow in the project
-    CFPB_TRAIN_STEPS, CFPB_EVAL_STEPS, CFPB_TUNER_TRIALS, CFPB_TUNER_TRAIN_STEPS, CFPB_MIN_AUC
+    CFPB_TRAIN_STEPS, CFPB_TUNER_TRIALS, CFPB_TUNER_TRAIN_STEPS, CFPB_MIN_AUC
     CFPB_MYSQL_HOST, CFPB_MYSQL_PORT, CFPB_MYSQL_DATABASE, CFPB_MYSQL_USER
                          MLMD on MySQL (password from $MLMD_MYSQL_PASSWORD); SQLite otherwise
     CFPB_SCHEDULE        cron or preset, e.g. @daily (default: none, runs when triggered)

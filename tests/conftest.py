@@ -22,8 +22,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY_RUN_FLAGS = [
     "--train-steps",
     "10",
-    "--eval-steps",
-    "2",
     "--tuner-trials",
     "1",
     "--tuner-train-steps",

@@ -2,7 +2,7 @@
 
 TFMA reports AUC 0.0 for a slice whose examples are all one class (its ROC curve has no
 area; the sum of NaN rectangles is 0), and AUC on a handful of examples is noise. So slices
-with fewer than MIN_SLICE_EXAMPLES eval examples are hidden, and listed as hidden; a slice
+with fewer than MIN_SLICE_EXAMPLES test examples are hidden, and listed as hidden; a slice
 with one class has no AUC (NaN), whatever TFMA stored.
 """
 
@@ -12,9 +12,10 @@ import os
 import textwrap
 from dataclasses import dataclass
 
+from pipeline import names
 from pipeline.config import MIN_SLICE_EXAMPLES
 
-EVAL_SPLIT = "eval"  # the split the Evaluator reads (its default)
+EVAL_SPLIT = names.TEST  # the split the Evaluator reads
 UNDEFINED = "undefined: one class"
 HIDDEN_LINE_CHARS = 80  # the hidden slices' list under the chart wraps to the plot's width
 
@@ -30,10 +31,10 @@ class SliceView:
 
     def hidden_text(self) -> str:
         if not self.hidden:
-            return f"No {self.feature} slice hidden (all have {self.min_examples}+ eval examples)."
+            return f"No {self.feature} slice hidden (all have {self.min_examples}+ test examples)."
         listed = ", ".join(f"{value} ({count})" for value, count in self.hidden)
         return (
-            f"Hidden, fewer than {self.min_examples} eval examples "
+            f"Hidden, fewer than {self.min_examples} test examples "
             f"({len(self.hidden)} {self.feature} slices): {listed}"
         )
 
@@ -120,12 +121,12 @@ def plot_auc(view: SliceView, overall_auc: float, ax, top: int = 10) -> None:
     ax.set_ylim(-0.5, max(len(rows), 4) - 0.5)  # a lone slice stays a bar, not a block
     ax.axvline(overall_auc, color="black", linestyle="--", label=f"overall {overall_auc:.3f}")
     ax.legend(loc="lower right")
-    ax.set_title(f"AUC by {view.feature}: slices with {view.min_examples}+ eval examples (count)")
+    ax.set_title(f"AUC by {view.feature}: slices with {view.min_examples}+ test examples (count)")
     if not rows:
         ax.text(
             0.5,
             0.5,
-            f"no {view.feature} slice has {view.min_examples} eval examples",
+            f"no {view.feature} slice has {view.min_examples} test examples",
             ha="center",
             va="center",
             transform=ax.transAxes,

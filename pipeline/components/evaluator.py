@@ -1,54 +1,80 @@
-"""TFX's Evaluator, at the model's decision threshold, with a fairness report and gate.
+"""The Evaluator: the candidate and the last blessed model scored on the same test rows, every
+metric with a 95% interval, a blessing that knows the noise, the fairness report and gate.
 
-Before TFMA runs, the executor reads the decision threshold the Trainer saved beside the
-SavedModel and adds precision, recall, FPR and FNR at that threshold to the eval config
-(the threshold is only known once the model is trained). After TFMA, it builds the
-fairness report (each group's gap to the overall slice; fairness.py beside this file), saves
-it as fairness.json in the evaluation output, and, when the optional fairness gate is on and a
-named group is worse than overall past its margin, takes the blessing back. It also leaves
-evaluation_summary.json in the blessing folder: what the Pusher's model card needs.
+TFMA computed each metric per example in Python, six combiners per slice, with no intervals and
+no paired comparison; here both models score the test split in batches (their serving
+signature, the transform inside) and pipeline/components/metrics.py computes every metric, per
+slice, from one Poisson bootstrap. The blessing (judge) asks two things: is the candidate's AUC
+at least --min-auc (its point estimate), and is it significantly worse than the last blessed
+model on the same rows (the paired difference's interval wholly below -max_auc_drop; or, with
+--strict-auc-comparison, its point estimate). The outputs are TFX's: a ModelEvaluation folder
+(evaluation.json, fairness.json) and a ModelBlessing with the properties the Pusher and the
+resolvers read; evaluation_summary.json in the blessing folder is what the model card needs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass, field
 
-import tensorflow_model_analysis as tfma
-from google.protobuf import json_format
-from google.protobuf.wrappers_pb2 import BoolValue
+import numpy as np
 from tfx import types
-from tfx.components import Evaluator
 from tfx.components.evaluator import constants
-from tfx.components.evaluator import executor as tfx_evaluator
-from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
-from tfx.types.component_spec import ExecutionParameter
-from tfx.utils import json_utils, path_utils
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.utils import path_utils
 
-from models import features
 from pipeline import names
-from pipeline.components import fairness
+from pipeline.components import fairness, metrics
 from pipeline.config import PipelineConfig
-from pipeline.metadata import artifacts
+from pipeline.metadata import artifacts, evaluations
 
-FAIRNESS_GATE_KEY = "fairness_gate"
-CODE_FINGERPRINT_KEY = "code_fingerprint"  # keys the cache only: see pipeline.EVALUATOR_CODE
+SETTINGS_KEY = "settings"
+CODE_FINGERPRINT_KEY = "code_fingerprint"  # keys the cache only: see provenance.EVALUATOR_CODE
 SUMMARY_FILE = "evaluation_summary.json"
 DEFAULT_THRESHOLD = 0.5  # models saved before the Trainer chose one
+BATCH = 4096  # examples per model call
 SPEC = standard_component_specs
-# Metrics beyond this many significant digits are noise and would make change
-# thresholds flaky.
-AUC_EPSILON = 1e-10
 
 
-class FairEvaluatorSpec(SPEC.EvaluatorSpec):
-    PARAMETERS = {
-        **SPEC.EvaluatorSpec.PARAMETERS,
-        FAIRNESS_GATE_KEY: ExecutionParameter(type=str, optional=True),
-        CODE_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
-    }
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What the Evaluator judges by; all from PipelineConfig (evaluation_settings)."""
+
+    min_auc: float = 0.55
+    max_auc_drop: float = 0.0
+    strict_auc_comparison: bool = False
+    resamples: int = metrics.RESAMPLES
+    seed: int = 0
+    gate: fairness.GateSettings = field(default_factory=fairness.GateSettings)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EvaluationSettings:
+        values = json.loads(text)
+        values["gate"] = fairness.GateSettings.from_json(json.dumps(values["gate"]))
+        return cls(**values)
+
+
+def evaluation_settings(config: PipelineConfig) -> EvaluationSettings:
+    return EvaluationSettings(
+        min_auc=config.min_auc,
+        max_auc_drop=config.max_auc_drop,
+        strict_auc_comparison=config.strict_auc_comparison,
+        resamples=config.bootstrap_resamples,
+        seed=config.seed,
+        gate=fairness.GateSettings(
+            groups=fairness.parse_groups(config.fairness_gate),
+            max_auc_gap=config.fairness_max_auc_gap,
+            max_fnr_gap=config.fairness_max_fnr_gap,
+            min_examples=config.min_slice_examples,
+        ),
+    )
 
 
 def model_threshold(model_uri: str) -> dict:
@@ -59,30 +85,83 @@ def model_threshold(model_uri: str) -> dict:
     return decision or {"threshold": DEFAULT_THRESHOLD, "rule": "default (none saved)"}
 
 
-def with_threshold_metrics(eval_config_json: str, threshold: float) -> str:
-    """The eval config with names.THRESHOLD_METRICS computed at `threshold`."""
-    import tensorflow_model_analysis as tfma
+def read_split(examples_uri: str, split: str) -> tuple[list[bytes], np.ndarray, dict]:
+    """The split's serialized examples, their labels, and the slice features' values."""
+    import tensorflow as tf
 
-    config = json_format.Parse(eval_config_json, tfma.EvalConfig())
-    for class_name, name in names.THRESHOLD_METRICS.items():
-        config.metrics_specs[0].metrics.append(
-            tfma.MetricConfig(
-                class_name=class_name, config=json.dumps({"thresholds": threshold, "name": name})
-            )
-        )
-    return json_format.MessageToJson(config)
+    from models import features
+
+    files = fileio.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, -1)}
+    spec.update({key: tf.io.FixedLenFeature([], tf.string, b"") for key in names.SLICE_KEYS})
+    parsed = tf.io.parse_example(records, spec) if records else {k: [] for k in spec}
+    labels = np.asarray(parsed[features.LABEL_KEY], dtype=np.float64)
+    values = {key: [v.decode("utf-8") for v in np.asarray(parsed[key])] for key in names.SLICE_KEYS}
+    return records, labels, values
 
 
-def take_back_blessing(blessing: types.Artifact, reasons: list[str]) -> None:
-    """Mark a blessed model NOT_BLESSED, in the file and the property Pusher and resolvers read."""
-    blessed_file = os.path.join(blessing.uri, constants.BLESSED_FILE_NAME)
-    if fileio.exists(blessed_file):
-        fileio.remove(blessed_file)
-    with fileio.open(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "w") as handle:
-        handle.write("\n".join(reasons))
-    blessing.set_int_custom_property(
-        constants.ARTIFACT_PROPERTY_BLESSED_KEY, constants.NOT_BLESSED_VALUE
+def slice_masks(values: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """'feature: value' -> rows, for every value of every slice feature (TFMA's names)."""
+    masks = {}
+    for key, column in values.items():
+        column = np.asarray(column, dtype=object)
+        for value in sorted(set(column)):
+            masks[f"{key}: {value}"] = column == value
+    return masks
+
+
+def predict(model_uri: str, records: list[bytes]) -> np.ndarray:
+    """The model's dispute probabilities, through its serving signature (transform inside)."""
+    import tensorflow as tf
+
+    from models import features
+
+    serve = tf.saved_model.load(path_utils.serving_model_path(model_uri))
+    signature = serve.signatures["serving_default"]
+    scores = [
+        signature(examples=tf.constant(records[start : start + BATCH]))[features.PREDICTION_KEY]
+        for start in range(0, len(records), BATCH)
+    ]
+    return np.concatenate([s.numpy().reshape(-1) for s in scores]) if scores else np.zeros(0)
+
+
+def judge(found: dict, settings: EvaluationSettings) -> tuple[list[str], list[str]]:
+    """(refusals, reasons for the blessing): the AUC floor, and the paired comparison."""
+    auc = found["slices"][names.OVERALL].estimates["auc"]
+    shown = fairness.estimate_text(auc.as_list(), digits=4)
+    refusals, reasons = [], []
+    if auc.value >= settings.min_auc:  # nan refuses: a model with one class of labels
+        reasons.append(f"auc {shown} is at least {settings.min_auc:.4f}")
+    else:
+        refusals.append(f"auc {shown} is below the floor {settings.min_auc:.4f}")
+    if found["difference"] is None:
+        reasons.append("no blessed model to compare with yet")
+        return refusals, reasons
+    difference = found["difference"][names.OVERALL]["auc"]
+    baseline = found["baseline"][names.OVERALL].estimates["auc"]
+    allowed = -settings.max_auc_drop
+    changed = (
+        f"auc changed by {fairness.estimate_text(difference.as_list(), True, 4)} against the "
+        f"last blessed model ({baseline.value:.4f}) on the same test rows"
     )
+    if settings.strict_auc_comparison and difference.value < allowed - 1e-10:
+        refusals.append(f"{changed}; at least {allowed:+.4f} is required (strict: by the estimate)")
+    elif not settings.strict_auc_comparison and difference.high < allowed:
+        refusals.append(
+            f"{changed}: significantly worse, the whole 95% interval is below {allowed:+.4f}"
+        )
+    elif settings.strict_auc_comparison:
+        reasons.append(f"{changed}; at least {allowed:+.4f} is required (strict: by the estimate)")
+    else:
+        reasons.append(f"{changed}: not significantly worse than {allowed:+.4f}")
+    return refusals, reasons
+
+
+def estimates_json(result: metrics.SliceResult) -> dict:
+    return {"example_count": result.examples} | {
+        m: e.as_list() for m, e in result.estimates.items()
+    }
 
 
 def data_record(examples: types.Artifact) -> dict:
@@ -108,35 +187,95 @@ def data_record(examples: types.Artifact) -> dict:
     }
 
 
-class Executor(tfx_evaluator.Executor):
-    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
-        model = artifact_utils.get_single_instance(input_dict[SPEC.MODEL_KEY])
-        decision = model_threshold(model.uri)
-        properties = dict(exec_properties)
-        gate = fairness.GateSettings.from_json(properties.pop(FAIRNESS_GATE_KEY, "") or "")
-        properties.pop(CODE_FINGERPRINT_KEY, None)
-        properties[SPEC.EVAL_CONFIG_KEY] = with_threshold_metrics(
-            properties[SPEC.EVAL_CONFIG_KEY], decision["threshold"]
+def bless(blessing: types.Artifact, model, baseline, refusals: list[str]) -> None:
+    """The blessing as TFX's Evaluator writes it: its file and the properties that the Pusher
+    and the blessed-model resolvers read."""
+    blessing.set_string_custom_property(
+        constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri
+    )
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+    if baseline is not None:
+        blessing.set_string_custom_property(
+            constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline.uri
         )
-        super().Do(input_dict, output_dict, properties)
+        blessing.set_int_custom_property(
+            constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, baseline.id
+        )
+    name = constants.NOT_BLESSED_FILE_NAME if refusals else constants.BLESSED_FILE_NAME
+    with fileio.open(os.path.join(blessing.uri, name), "w") as handle:
+        handle.write("\n".join(refusals))
+    value = constants.NOT_BLESSED_VALUE if refusals else constants.BLESSED_VALUE
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, value)
 
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX API)
+        settings = EvaluationSettings.from_json(exec_properties[SETTINGS_KEY])
+        examples = artifact_utils.get_single_instance(input_dict[SPEC.EXAMPLES_KEY])
+        model = artifact_utils.get_single_instance(input_dict[SPEC.MODEL_KEY])
+        baseline = (input_dict.get(SPEC.BASELINE_MODEL_KEY) or [None])[0]
         evaluation = artifact_utils.get_single_instance(output_dict[SPEC.EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[SPEC.BLESSING_KEY])
-        by_slice = artifacts.slice_metrics(evaluation.uri)
-        report = fairness.build_report(
-            by_slice, names.SLICE_KEYS, gate.min_examples, decision["threshold"]
+
+        decision = model_threshold(model.uri)
+        records, labels, values = read_split(examples.uri, names.TEST)
+        if not records:
+            raise ValueError(f"the test split of {examples.uri} is empty: nothing to judge")
+        baseline_scores = predict(baseline.uri, records) if baseline is not None else None
+        found = metrics.evaluate_slices(
+            predict(model.uri, records),
+            labels,
+            slice_masks(values),
+            decision["threshold"],
+            baseline_scores,
+            settings.resamples,
+            settings.seed,
         )
-        fairness.apply_gate(report, gate)
+        method = f"{metrics.METHOD}, {settings.resamples} resamples, seed {settings.seed}"
+        refusals, reasons = judge(found, settings)
+        slices = {name: estimates_json(r) for name, r in found["slices"].items()}
+        gaps = {name: {m: e.as_list() for m, e in by.items()} for name, by in found["gaps"].items()}
+        report = fairness.build_report(
+            slices,
+            gaps,
+            names.SLICE_KEYS,
+            settings.gate.min_examples,
+            decision["threshold"],
+            method,
+        )
+        fairness.apply_gate(report, settings.gate)
         fairness.save_report(report, evaluation.uri)
-        blessed = blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY) == 1
-        if report.refusals and blessed:
-            take_back_blessing(blessing, report.refusals)
+        result = evaluations.Evaluation(
+            split=names.TEST,
+            method=method,
+            threshold=decision["threshold"],
+            slices=slices,
+            gaps=gaps,
+            baseline=None
+            if baseline is None
+            else {
+                "model_id": baseline.id,
+                "model_uri": baseline.uri,
+                "slices": {n: estimates_json(r) for n, r in found["baseline"].items()},
+                "difference": {
+                    n: {m: e.as_list() for m, e in by.items()}
+                    for n, by in found["difference"].items()
+                },
+            },
+            refusals=refusals,
+            reasons=reasons,
+            strict=settings.strict_auc_comparison,
+        )
+        evaluations.save_evaluation(result, evaluation.uri)
+        bless(blessing, model, baseline, refusals + report.refusals)
         summary = {
             "decision": decision,
-            "metrics": by_slice,
+            "metrics": slices,
+            "method": method,
             "fairness": json.loads(report.to_json()),
-            "refusals": artifacts.validation_failures(evaluation.uri) + report.refusals,
-            "data": data_record(artifact_utils.get_single_instance(input_dict[SPEC.EXAMPLES_KEY])),
+            "refusals": refusals + report.refusals,
+            "reasons": reasons,
+            "data": data_record(examples),
             "model": {"uri": model.uri, "id": model.id},
             "evaluation": {"uri": evaluation.uri, "id": evaluation.id},
             "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
@@ -145,94 +284,44 @@ class Executor(tfx_evaluator.Executor):
             handle.write(json.dumps(summary, indent=2, sort_keys=True))
 
 
-class FairEvaluator(Evaluator):
-    """Evaluator(examples, model, baseline_model, eval_config) plus the fairness gate's settings."""
+class BootstrapEvaluatorSpec(ComponentSpec):
+    PARAMETERS = {
+        SETTINGS_KEY: ExecutionParameter(type=str),
+        CODE_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        SPEC.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        SPEC.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        SPEC.BASELINE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+    }
+    OUTPUTS = {
+        SPEC.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        SPEC.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+    }
 
-    SPEC_CLASS = FairEvaluatorSpec
-    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+class BootstrapEvaluator(base_component.BaseComponent):
+    """Evaluator(examples, model, baseline_model, settings): see the module's docstring."""
+
+    SPEC_CLASS = BootstrapEvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(
         self,
         examples: types.BaseChannel,
         model: types.BaseChannel,
         baseline_model: types.BaseChannel,
-        eval_config,
-        fairness_gate: fairness.GateSettings,
+        settings: EvaluationSettings,
         code_fingerprint: str = "",
     ) -> None:
-        spec = FairEvaluatorSpec(
-            examples=examples,
-            model=model,
-            baseline_model=baseline_model,
-            fairness_indicator_thresholds=json_utils.dumps(None),
-            example_splits=json_utils.dumps(None),
-            eval_config=eval_config,
-            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
-            fairness_gate=fairness_gate.to_json(),
-            code_fingerprint=code_fingerprint,
-        )
-        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
-
-
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Metrics overall and by names.SLICE_KEYS; blessing thresholds on the overall slice only.
-
-    Precision and recall also at names.FIXED_THRESHOLDS; the Evaluator adds the metrics at
-    the model's own decision threshold when it runs (pipeline/components/evaluator.py).
-    """
-    overall = [tfma.SlicingSpec()]
-    auc_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -config.max_auc_drop - AUC_EPSILON},
-        ),
-    )
-    metrics = [tfma.MetricConfig(class_name=name) for name in names.EVAL_METRICS if name != "AUC"]
-    metrics += [
-        tfma.MetricConfig(
-            class_name=class_name,
-            config=json.dumps(
-                {
-                    "thresholds": threshold,
-                    "name": names.at_threshold(names.THRESHOLD_METRICS[class_name], threshold),
-                }
-            ),
-        )
-        for threshold in names.FIXED_THRESHOLDS
-        for class_name in names.FIXED_THRESHOLD_METRICS
-    ]
-    metrics.append(
-        tfma.MetricConfig(
-            class_name="AUC",
-            per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=auc_threshold)
-            ],
-        )
-    )
-    return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(
-                signature_name="serving_default",
-                label_key=features.LABEL_KEY,
-                prediction_key=features.PREDICTION_KEY,
-                # Said, not guessed: TFMA would load the model once more to find out (2 s).
-                model_type=tfma.TF_KERAS,
+        super().__init__(
+            BootstrapEvaluatorSpec(
+                examples=examples,
+                model=model,
+                baseline_model=baseline_model,
+                settings=settings.to_json(),
+                code_fingerprint=code_fingerprint,
+                evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+                blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             )
-        ],
-        # Not the metrics the model was compiled with: TFMA loaded the Keras model once more
-        # to compute them (11 s of the Evaluator's 30), and their "auc" shadowed TFMA's own.
-        options=tfma.Options(include_default_metrics=BoolValue(value=False)),
-        slicing_specs=overall + [tfma.SlicingSpec(feature_keys=[key]) for key in names.SLICE_KEYS],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
-    )
-
-
-def fairness_gate_settings(config: PipelineConfig) -> fairness.GateSettings:
-    return fairness.GateSettings(
-        groups=fairness.parse_groups(config.fairness_gate),
-        max_auc_gap=config.fairness_max_auc_gap,
-        max_fnr_gap=config.fairness_max_fnr_gap,
-        min_examples=config.min_slice_examples,
-    )
+        )

@@ -1,9 +1,14 @@
-"""Fairness: each group's metrics against the overall slice, small groups hidden, the gate.
+"""Fairness: each group's metrics and its gap to the overall slice, with 95% intervals; the gate.
 
-The Evaluator (pipeline/components/evaluator.py) builds a FairnessReport from its per-slice
-metrics, applies the optional fairness gate, and saves the report as fairness.json in its
-evaluation output. The run summary, `python -m lineage trace`, the model card and the notebook
-read that file (load_report) and show it with format_report / table_rows. No TensorFlow here.
+The Evaluator builds a FairnessReport from its per-slice estimates (pipeline/components/
+metrics.py: value and interval of each metric, and of each group's gap to overall, from the
+same bootstrap resamples), applies the optional fairness gate, and saves the report as
+fairness.json in its evaluation output. The run summary, `python -m lineage trace`, the model
+card and the notebook read that file (load_report) and show it with format_report /
+table_rows. Groups under min_examples are listed by name and count, not shown. No TensorFlow.
+
+The gate refuses only what the data shows: a named group whose gap interval lies entirely past
+the allowed gap. A gap past the margin by its point estimate but not significantly is a note.
 """
 
 from __future__ import annotations
@@ -12,12 +17,17 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-OVERALL = "Overall"
+from pipeline import names
+
+OVERALL = names.OVERALL
+NO_VALUE = "(none)"  # how a group of complaints without a value (no tags, say) is named
 FAIRNESS_FILE = "fairness.json"
 # What each group is compared on; gaps are the group's value minus the overall one.
 FAIRNESS_METRICS = ("auc", "fpr", "fnr", "precision", "recall")
-NO_VALUE = "(none)"  # how a group of complaints without a value (no tags, say) is named
 GROUP_SEPARATOR = ";"  # group names hold commas ("tags: Older American, Servicemember")
+# A group needs this many test examples to be shown with its interval (--min-slice-examples):
+# below it even the interval is unreliable, and the group is listed by name and count.
+MIN_SLICE_EXAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -27,7 +37,7 @@ class GateSettings:
     groups: tuple[str, ...] = ()
     max_auc_gap: float = 0.05
     max_fnr_gap: float = 0.10
-    min_examples: int = 100
+    min_examples: int = MIN_SLICE_EXAMPLES
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -54,10 +64,13 @@ def display_name(slice_name: str) -> str:
 
 @dataclass
 class FairnessReport:
+    """Values are [value, low, high] (a 95% interval); gaps are group minus overall."""
+
     threshold: float | None = None
-    min_examples: int = 100
-    overall: dict[str, float] = field(default_factory=dict)
-    rows: list[dict] = field(default_factory=list)  # slice, examples, metrics, *_gap
+    min_examples: int = MIN_SLICE_EXAMPLES
+    method: str = ""
+    overall: dict = field(default_factory=dict)  # metric -> [v, lo, hi]; example_count
+    rows: list[dict] = field(default_factory=list)  # slice, examples, metric, metric_gap
     hidden: list[list] = field(default_factory=list)  # [slice, examples] under min_examples
     refusals: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -71,15 +84,18 @@ class FairnessReport:
 
 
 def build_report(
-    by_slice: dict[str, dict[str, float]],
+    estimates: dict[str, dict],
+    gaps: dict[str, dict],
     slice_keys: tuple[str, ...],
     min_examples: int,
     threshold: float | None = None,
+    method: str = "",
 ) -> FairnessReport:
-    """Rows for every slice of slice_keys with enough examples, gaps to the overall slice."""
-    overall = by_slice.get(OVERALL, {})
-    report = FairnessReport(threshold=threshold, min_examples=min_examples, overall=overall)
-    for name, metrics in sorted(by_slice.items()):
+    """Rows for every slice of slice_keys with enough examples, from the Evaluator's estimates
+    ({slice: {"example_count": n, metric: [v, lo, hi]}}) and gaps ({slice: {metric: [...]}})."""
+    overall = estimates.get(OVERALL, {})
+    report = FairnessReport(threshold, min_examples, method, overall={**overall})
+    for name, metrics in sorted(estimates.items()):
         if name.partition(": ")[0] not in slice_keys:
             continue
         examples = int(metrics.get("example_count", 0))
@@ -88,17 +104,29 @@ def build_report(
             continue
         row: dict = {"slice": display_name(name), "examples": examples}
         for metric in FAIRNESS_METRICS:
-            value, base = metrics.get(metric), overall.get(metric)
-            row[metric] = value
-            row[f"{metric}_gap"] = None if value is None or base is None else value - base
+            row[metric] = metrics.get(metric)
+            row[f"{metric}_gap"] = gaps.get(name, {}).get(metric)
         report.rows.append(row)
     return report
 
 
-def apply_gate(report: FairnessReport, gate: GateSettings) -> FairnessReport:
-    """Refusals for each gated group whose AUC or FNR is worse than overall past its margin.
+def estimate_text(estimate: list | None, signed: bool = False, digits: int = 3) -> str:
+    """'0.620 [0.580, 0.660]'; '-' when undefined; the interval left out when it is."""
+    if not estimate or estimate[0] is None or estimate[0] != estimate[0]:
+        return "-"
+    sign = "+" if signed else ""
+    value, low, high = (
+        f"{x:{sign}.{digits}f}" if x is not None and x == x else ""
+        for x in [*estimate, None, None][:3]
+    )
+    return f"{value} [{low}, {high}]" if low and high else value
 
-    A group absent or under min_examples cannot be judged: that is a note, not a refusal.
+
+def apply_gate(report: FairnessReport, gate: GateSettings) -> FairnessReport:
+    """Refusals for each gated group significantly worse than overall past its margin.
+
+    AUC: refused when the whole interval of the gap lies below -max_auc_gap; FNR: when it lies
+    above max_fnr_gap. A group too small to judge, or past the margin within the noise, is a note.
     """
     rows = {row["slice"]: row for row in report.rows}
     hidden = {name: count for name, count in report.hidden}
@@ -106,23 +134,32 @@ def apply_gate(report: FairnessReport, gate: GateSettings) -> FairnessReport:
         name = display_name(group)
         row = rows.get(name)
         if row is None:
-            count = hidden.get(name, 0)
             report.notes.append(
-                f"fairness gate: {name} not judged, {count} eval example(s) "
-                f"(at least {report.min_examples} needed)"
+                f"fairness gate: {name} too small to judge, {hidden.get(name, 0)} test "
+                f"example(s) (at least {report.min_examples} needed)"
             )
             continue
-        auc_gap, fnr_gap = row.get("auc_gap"), row.get("fnr_gap")
-        if auc_gap is not None and -auc_gap > gate.max_auc_gap:
-            report.refusals.append(
-                f"fairness: {name} auc {row['auc']:.4f} is {-auc_gap:.4f} below overall "
-                f"{report.overall['auc']:.4f}; at most {gate.max_auc_gap:.4f} is allowed"
+        for metric, margin, worse in (("auc", gate.max_auc_gap, -1), ("fnr", gate.max_fnr_gap, 1)):
+            gap = row.get(f"{metric}_gap")
+            if not gap or gap[0] is None or gap[0] != gap[0]:
+                continue
+            past = [worse * x > margin for x in gap]  # value, low, high past the margin
+            direction = "below" if worse < 0 else "above"
+            what = (
+                f"{name} {metric} {estimate_text(row[metric], digits=4)} is "
+                f"{estimate_text([worse * x for x in gap], digits=4)} {direction} overall "
+                f"{estimate_text(report.overall.get(metric), digits=4)}"
             )
-        if fnr_gap is not None and fnr_gap > gate.max_fnr_gap:
-            report.refusals.append(
-                f"fairness: {name} fnr {row['fnr']:.4f} is {fnr_gap:.4f} above overall "
-                f"{report.overall['fnr']:.4f}; at most {gate.max_fnr_gap:.4f} is allowed"
-            )
+            if all(past):  # nan bounds compare False: no interval, no refusal
+                report.refusals.append(
+                    f"fairness: {what}; at most {margin:.4f} is allowed, and the whole 95% "
+                    "interval is past it"
+                )
+            elif past[0]:
+                report.notes.append(
+                    f"fairness gate: {what}: past {margin:.4f} by its estimate but not "
+                    "significantly (the 95% interval reaches it), so not refused"
+                )
     return report
 
 
@@ -134,24 +171,22 @@ def save_report(report: FairnessReport, directory: str) -> None:
 
 
 def load_report(evaluation_uri: str) -> FairnessReport | None:
-    """The fairness report of an Evaluator output; None for one made before it existed."""
+    """The fairness report of an Evaluator output; None for one made before it existed, or
+    before reports had intervals."""
     from tfx.dsl.io import fileio
 
     path = os.path.join(evaluation_uri, FAIRNESS_FILE)
     if not fileio.exists(path):
         return None
     with fileio.open(path, "r") as handle:
-        return FairnessReport.from_json(handle.read())
+        found = json.loads(handle.read())
+    if not isinstance(found.get("overall", {}).get("auc"), list):
+        return None  # written before intervals: its numbers would be read wrongly
+    return FairnessReport(**found)
 
 
-def _number(value: float | None, signed: bool = False) -> str:
-    if value is None or value != value:  # None or NaN
-        return "-"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
-TABLE_HEADER = ["slice", "examples", "auc", "auc gap", "fpr", "fpr gap", "fnr", "fnr gap"]
-TABLE_HEADER += ["precision", "recall"]
+TABLE_HEADER = ["slice", "examples", "auc [95%]", "auc gap [95%]", "fnr [95%]", "fnr gap [95%]"]
+TABLE_HEADER += ["fpr", "precision", "recall"]
 
 
 def table_rows(report: FairnessReport) -> list[list[str]]:
@@ -159,24 +194,26 @@ def table_rows(report: FairnessReport) -> list[list[str]]:
     overall = report.overall
     rows = [
         [OVERALL, str(int(overall.get("example_count", 0)))]
-        + [cell for metric in ("auc", "fpr", "fnr") for cell in (_number(overall.get(metric)), "")]
-        + [_number(overall.get("precision")), _number(overall.get("recall"))]
+        + [estimate_text(overall.get("auc")), "", estimate_text(overall.get("fnr")), ""]
+        + [estimate_text((overall.get(m) or [None])[:1]) for m in ("fpr", "precision", "recall")]
     ]
     for row in report.rows:
         cells = [row["slice"], str(row["examples"])]
-        for metric in ("auc", "fpr", "fnr"):
-            cells += [_number(row[metric]), _number(row[f"{metric}_gap"], signed=True)]
-        rows.append(cells + [_number(row["precision"]), _number(row["recall"])])
+        for metric in ("auc", "fnr"):
+            cells += [estimate_text(row[metric]), estimate_text(row[f"{metric}_gap"], True)]
+        cells += [estimate_text((row[m] or [None])[:1]) for m in ("fpr", "precision", "recall")]
+        rows.append(cells)
     return rows
 
 
 def hidden_note(report: FairnessReport) -> str:
-    """Which slices are hidden for being small, or '' when none is."""
+    """Which slices are left out for being small, or '' when none is."""
     if not report.hidden:
         return ""
     listed = ", ".join(f"{name} ({count})" for name, count in report.hidden)
     return (
-        f"{len(report.hidden)} slice(s) under {report.min_examples} eval examples hidden: {listed}"
+        f"{len(report.hidden)} slice(s) under {report.min_examples} test examples not shown: "
+        f"{listed}"
     )
 
 
@@ -185,7 +222,10 @@ def format_report(report: FairnessReport) -> str:
     from cli.tables import format_table
 
     at = "" if report.threshold is None else f" at the decision threshold {report.threshold:.4f}"
-    lines = [f"Fairness (gap: slice minus overall; fpr, fnr, precision, recall{at}):"]
+    lines = [
+        "Fairness on the test split (gap: slice minus overall; fpr, fnr, precision, recall"
+        f"{at}; intervals: {report.method}):"
+    ]
     lines += ["  " + line for line in format_table(TABLE_HEADER, table_rows(report)).splitlines()]
     if note := hidden_note(report):
         lines.append(f"  {note}")

@@ -29,10 +29,13 @@ LIMITATIONS = (
     "not say, and many consumers never answer.",
     "The CFPB collected 'Consumer disputed?' only until April 2017: the model learned from "
     "complaints of 2011-2017 and cannot be checked against later ones.",
-    "Groups with few evaluation examples (under the minimum slice size) are not shown and were "
-    "not checked for fairness; 'tags' is empty both for untagged complaints and for exports "
-    "without the column.",
-    "The decision threshold was chosen on the validation data the metrics are measured on.",
+    "Groups with fewer test examples than the minimum slice size are listed, not shown, and "
+    "were not checked for fairness; 'tags' is empty both for untagged complaints and for "
+    "exports without the column.",
+    "Metrics are measured on the test split, which neither the Tuner nor the decision threshold "
+    "saw; their 95% intervals show how much a test set of this size can tell. Groups with few "
+    "test examples have wide intervals: a gap inside its interval is not evidence of unfairness, "
+    "nor of its absence.",
 )
 
 
@@ -57,6 +60,8 @@ def card(summary: dict, pushed: dict) -> dict:
             },
         },
         "fairness": summary.get("fairness", {}),
+        "method": summary.get("method", ""),
+        "reasons": summary.get("reasons", []),
         "refusals": summary.get("refusals", []),
         "intended_use": INTENDED_USE,
         "limitations": list(LIMITATIONS),
@@ -72,33 +77,47 @@ def card(summary: dict, pushed: dict) -> dict:
     }
 
 
-def gap_chart(report: fairness.FairnessReport, metric: str, width: int = 560) -> str:
-    """An inline SVG bar chart of one metric per slice, with the overall value as a line."""
-    rows = [r for r in report.rows if r.get(metric) is not None]
-    if not rows or report.overall.get(metric) is None:
+def gap_chart(report: fairness.FairnessReport, metric: str, width: int = 600) -> str:
+    """An inline SVG bar chart of one metric per slice with its 95% interval as an error bar,
+    and the overall value as a line."""
+    rows = [r for r in report.rows if r.get(metric) and r[metric][0] == r[metric][0]]
+    if not rows or not report.overall.get(metric):
         return ""
     bar, label_width, height = 18, 230, 22 * len(rows) + 30
-    scale = (width - label_width - 60) / 1.0  # metrics in [0, 1]
-    overall_x = label_width + report.overall[metric] * scale
+    scale = (width - label_width - 100) / 1.0  # metrics in [0, 1]
+    overall = report.overall[metric][0]
+    overall_x = label_width + overall * scale
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'role="img" aria-label="{metric} by slice">'
     ]
     for i, row in enumerate(rows):
         y = 10 + i * 22
-        value = row[metric]
-        colour = "#c0392b" if (row.get(f"{metric}_gap") or 0) * _worse(metric) > 0 else "#2e86c1"
+        value, low, high = row[metric]
+        gap = (row.get(f"{metric}_gap") or [0])[0] or 0
+        colour = "#c0392b" if gap * _worse(metric) > 0 else "#2e86c1"
         parts.append(
             f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end" font-size="12">'
             f"{jinja2.utils.markupsafe.escape(row['slice'])}</text>"
             f'<rect x="{label_width}" y="{y}" width="{value * scale:.1f}" height="{bar}" '
-            f'fill="{colour}"/><text x="{label_width + value * scale + 4:.1f}" y="{y + 13}" '
-            f'font-size="11">{value:.3f}</text>'
+            f'fill="{colour}" fill-opacity="0.75"/>'
+        )
+        if low == low and high == high:  # the interval, when there is one
+            x1, x2, mid = label_width + low * scale, label_width + high * scale, y + bar / 2
+            parts.append(
+                f'<line class="interval" x1="{x1:.1f}" x2="{x2:.1f}" y1="{mid}" y2="{mid}" '
+                f'stroke="#111" stroke-width="1.5"/>'
+                f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="{y + 4}" y2="{y + bar - 4}" stroke="#111"/>'
+                f'<line x1="{x2:.1f}" x2="{x2:.1f}" y1="{y + 4}" y2="{y + bar - 4}" stroke="#111"/>'
+            )
+        parts.append(
+            f'<text x="{label_width + max(value, high if high == high else value) * scale + 4:.1f}"'
+            f' y="{y + 13}" font-size="11">{fairness.estimate_text(row[metric])}</text>'
         )
     parts.append(
         f'<line x1="{overall_x:.1f}" x2="{overall_x:.1f}" y1="4" y2="{height - 18}" '
         f'stroke="#333" stroke-dasharray="4 3"/><text x="{overall_x:.1f}" y="{height - 4}" '
-        f'font-size="11" text-anchor="middle">overall {report.overall[metric]:.3f}</text></svg>'
+        f'font-size="11" text-anchor="middle">overall {overall:.3f}</text></svg>'
     )
     return "".join(parts)
 
@@ -137,15 +156,18 @@ Input SHA-256 <code>{{ c.data.input_sha256 }}</code>.</p>
 {% for f in c.data.input_files %}<tr><td><code>{{ f.path }}</code></td>
 <td class="n">{{ f.bytes }}</td>
 <td><code>{{ f.sha256 }}</code></td></tr>{% endfor %}</table>
-<h2>Metrics (eval split)</h2>
-<table><tr><th>metric</th><th>overall</th></tr>
+<h2>Metrics (test split)</h2>
+<p>With 95% intervals: {{ c.method }}.</p>
+<table><tr><th>metric</th><th>overall [95% interval]</th></tr>
 {% for name, value in c.metrics.overall.items() %}<tr><td>{{ name }}</td>
-<td class="n">{{ "%.4f"|format(value) }}</td></tr>{% endfor %}</table>
+<td class="n">{{ shown(value) }}</td></tr>{% endfor %}</table>
+{% for reason in c.reasons %}<p>{{ reason }}</p>{% endfor %}
 {% if c.refusals %}<p class="refused">Not blessed as is:</p><ul class="refused">
 {% for r in c.refusals %}<li>{{ r }}</li>{% endfor %}</ul>{% endif %}
 <h2>Fairness</h2>
-<p>Each slice against the overall slice, at the decision threshold; slices with fewer than
-{{ c.fairness.min_examples }} eval examples are hidden.</p>
+<p>Each slice against the overall slice on the test split, at the decision threshold, with 95%
+intervals; slices with fewer than {{ c.fairness.min_examples }} test examples are listed, not
+shown.</p>
 <table><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in rows %}<tr>{% for cell in row %}
 <td{% if not loop.first %} class="n"{% endif %}>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
@@ -158,7 +180,7 @@ Input SHA-256 <code>{{ c.data.input_sha256 }}</code>.</p>
 {% for name, values in c.metrics.slices.items() %}
 {% if values.example_count|default(0) >= c.fairness.min_examples %}
 <tr><td>{{ name }}</td>{% for m in slice_metrics %}<td class="n">
-{% if m in values %}{{ "%.4f"|format(values[m]) }}{% else %}-{% endif %}</td>{% endfor %}</tr>
+{% if m in values %}{{ shown(values[m]) }}{% else %}-{% endif %}</td>{% endfor %}</tr>
 {% endif %}{% endfor %}</table>
 <h2>Lineage</h2>
 <table>{% for key, value in c.lineage.items() %}
@@ -180,6 +202,7 @@ def render_html(content: dict) -> str:
         hidden=fairness.hidden_note(report) if report else "",
         charts=[(m, chart) for m, chart in charts if chart],
         slice_metrics=[m for m in names.REPORTED_METRICS if m != "example_count"],
+        shown=lambda value: value if not isinstance(value, list) else fairness.estimate_text(value),
     )
 
 

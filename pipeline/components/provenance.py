@@ -38,8 +38,9 @@ GATE_CODE = (
 )
 EVALUATOR_CODE = (
     "pipeline/components/evaluator.py",
+    "pipeline/components/metrics.py",
     "pipeline/components/fairness.py",
-    "pipeline/metadata/artifacts.py",
+    "pipeline/metadata/evaluations.py",
     "pipeline/names.py",
 )
 

@@ -1,64 +1,11 @@
-"""Reading what artifacts hold: eval metrics, statistics, schemas, hyperparameters."""
+"""What artifacts hold: statistics, schemas, hyperparameters (the Evaluator's: evaluations.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from pipeline.names import REPORTED_METRICS
-
-OVERALL = "Overall"
 DRIFT_SPLIT = "train"
-
-
-def slice_metrics(evaluation_uri: str, model: str | None = None) -> dict[str, dict[str, float]]:
-    """The reported metrics of every slice of an Evaluator output, e.g. 'product: Mortgage'.
-
-    The candidate model's, unless model="baseline" (when the Evaluator had one).
-    """
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(evaluation_uri, model_name=model)
-    by_slice = {}
-    for slice_key, metrics in result.slicing_metrics:
-        name = ", ".join(f"{feature}: {value}" for feature, value in slice_key) or OVERALL
-        values = next(iter(next(iter(metrics.values())).values()))
-        by_slice[name] = {
-            metric: float(values[metric]["doubleValue"])
-            for metric in REPORTED_METRICS
-            if metric in values and "doubleValue" in values[metric]
-        }
-    return by_slice
-
-
-def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """The reported metrics of the overall slice of an Evaluator output."""
-    return slice_metrics(evaluation_uri).get(OVERALL, {})
-
-
-def validation_failures(evaluation_uri: str) -> list[str]:
-    """Why the Evaluator did not bless a model: each failed threshold, with the values."""
-    import tensorflow_model_analysis as tfma
-
-    failures = []
-    result = tfma.load_validation_result(evaluation_uri)
-    for per_slice in result.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            name, value = failure.metric_key.name, failure.metric_value.double_value.value
-            threshold = failure.metric_threshold
-            if failure.metric_key.is_diff:
-                failures.append(
-                    f"{name} changed by {value:+.4f} against the baseline model; "
-                    f"at least {threshold.change_threshold.absolute.value:+.4f} is required"
-                )
-            elif threshold.value_threshold.HasField("lower_bound"):
-                failures.append(
-                    f"{name} {value:.4f} is below the floor "
-                    f"{threshold.value_threshold.lower_bound.value:.4f}"
-                )
-            else:
-                failures.append(failure.message or f"{name} {value:.4f} failed {threshold}")
-    return failures
 
 
 def split_names(uri: str) -> list[str]:

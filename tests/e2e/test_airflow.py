@@ -22,7 +22,6 @@ DAG_ID = "cfpb-dispute"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 SMALL_RUN = {
     "CFPB_TRAIN_STEPS": "20",
-    "CFPB_EVAL_STEPS": "4",
     "CFPB_TUNER_TRIALS": "1",
     "CFPB_TUNER_TRAIN_STEPS": "10",
     "CFPB_MIN_AUC": "0.0",

@@ -32,7 +32,6 @@ def kubeflow_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("kfp_outputs")
     config = PipelineConfig(
         output_dir=str(output_dir),
-        eval_steps=4,
         tuner_trials=1,
         tuner_train_steps=10,
         min_auc=0.0,
@@ -41,7 +40,7 @@ def kubeflow_run(tmp_path_factory):
     spec = json.loads(spec_file.read_text())
     spec["runtimeConfig"]["parameterValues"] = {
         DATA_DIR_PARAMETER: str(data_dir),
-        TRAIN_ARGS_PARAMETER: json.dumps({"numSteps": SUBMITTED_TRAIN_STEPS}),
+        TRAIN_ARGS_PARAMETER: json.dumps({"splits": ["train"], "numSteps": SUBMITTED_TRAIN_STEPS}),
     }
     produced = run_spec(spec, output_dir / "pipeline_root", output_dir / "tasks.log")
     with open(sample, newline="", encoding="utf-8") as handle:

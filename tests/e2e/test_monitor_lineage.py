@@ -116,8 +116,8 @@ def test_traffic_like_the_training_data_is_healthy(traffic):
     assert report["window"]["rows"] == 300 and report["alerts"] == []
     skewed = {skew["feature"] for skew in report["skew"]}
     assert set(features.CATEGORICAL_KEYS) <= skewed  # every category was compared
-    assert report["prediction"]["eval_count"] > 100 and report["prediction"]["window_count"] == 300
-    # The baseline came from lineage: this run's statistics, curated schema and eval split.
+    assert report["prediction"]["test_count"] > 100 and report["prediction"]["window_count"] == 300
+    # The baseline came from lineage: this run's statistics, curated schema and test split.
     output_dir = str(traffic[0])
     assert "StatisticsGen" in report["baseline"]["training statistics"]
     assert "SchemaImporter" in report["baseline"]["schema"]

@@ -17,7 +17,7 @@ from models import features
 from pipeline.config import MIN_SLICE_EXAMPLES, PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "interactive_pipeline.ipynb"
-SAMPLE_ROWS = 2000  # eval split ~500: the largest product slice (Mortgage) has 100+
+SAMPLE_ROWS = 2000  # test split ~300: several product slices have 20+
 STATISTICS_SECTION = "## ExampleGen and StatisticsGen"
 EVALUATOR_SECTION = "## Evaluator"
 SCHEMA_GEN_SECTION = "## SchemaGen"
@@ -48,7 +48,6 @@ def small_parameters(output_dir: Path) -> str:
         [
             f"SAMPLE_ROWS = {SAMPLE_ROWS}",
             "TRAIN_STEPS = 20",
-            "EVAL_STEPS = 4",
             "TUNER_TRIALS = 1",
             "TUNER_TRAIN_STEPS = 10",
             "MIN_AUC = 0.0",
@@ -171,7 +170,7 @@ def test_notebook_runs_and_shows_its_results_offline(tmp_path):
     # AUC by product: slices under MIN_SLICE_EXAMPLES hidden and named; no AUC drawn as 0.
     evaluator = section(notebook, EVALUATOR_SECTION)
     hidden = re.search(
-        r"Hidden, fewer than (\d+) eval examples \((\d+) product slices\): (.*)", text
+        r"Hidden, fewer than (\d+) test examples \((\d+) product slices\): (.*)", text
     )
     assert hidden and int(hidden[1]) == MIN_SLICE_EXAMPLES
     hidden_counts = [int(n) for n in re.findall(r"\((\d+)\)(?:, |$)", hidden[3])]

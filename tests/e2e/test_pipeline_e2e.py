@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,8 +36,6 @@ SMALL_RUN = [
     *TINY_RUN_FLAGS,
     "--train-steps",
     "60",
-    "--eval-steps",
-    "4",
     "--tuner-train-steps",
     "10",
     "--input-pattern",
@@ -132,7 +131,14 @@ def runs(tmp_path_factory):
     span_files = [write_rows(before_2016, data_dir / "span-1" / "complaints.csv")]
     first = run_pipeline(data_dir, output_dir)
     rerun = run_pipeline(data_dir, output_dir)
-    worse = run_pipeline(data_dir, output_dir, "--train-steps", "1", runner="local_runner.py")
+    # Strict: compared by the point estimates, so a one-step model is refused on a test split
+    # this small whatever the noise (the paired test has unit tests of its own).
+    worse = run_pipeline(
+        data_dir,
+        output_dir,
+        *("--train-steps", "1", "--strict-auc-comparison"),
+        runner="local_runner.py",
+    )
     span_files.append(write_rows(from_2016, data_dir / "span-2" / "complaints.csv"))
     killed = kill_when_training(data_dir, output_dir)
     resumed = run_pipeline(data_dir, output_dir)
@@ -186,11 +192,19 @@ def test_the_summary_shows_schema_difference_threshold_metrics_and_fairness(runs
     assert "at 0.5: precision " in first and "at 0.3: precision " in first
     assert "calibration (mean prediction / mean label" in first
     precision = first.split("(the model's): precision ")[1].split(",")[0]
-    assert precision != "nan"  # the threshold flags some eval examples
-    fairness = first.split("Fairness (gap: slice minus overall")[1]
-    assert "tags: (none)" in fairness and "submitted_via: Web" in fairness
-    assert "slice(s) under 100 eval examples hidden: " in fairness
-    assert "tags: Older American (" in fairness.split("hidden: ")[1]  # too few in span 1
+    assert precision != "-"  # the threshold flags some test examples
+    # Every metric with its 95% interval, on the test split; the first model has no baseline.
+    assert re.search(r"\n  auc: 0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]\n", first)
+    assert "intervals: Poisson bootstrap, percentile intervals, 1000 resamples" in first
+    assert "  no blessed model to compare with yet" in first
+    fairness = first.split("Fairness on the test split (gap: slice minus overall")[1]
+    assert re.search(r"tags: \(none\) +\d+ +0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", fairness)
+    assert "submitted_via: Web" in fairness
+    # The CFPB's tagged groups: shown with an interval, or listed with their count.
+    for group in ("tags: Older American", "tags: Servicemember"):
+        shown = re.search(rf"{group} +\d+ +0\.\d{{3}} \[", fairness)
+        listed = re.search(rf"not shown: .*{group} \(\d+\)", fairness)
+        assert shown or listed, group
 
 
 def test_the_pushed_model_decides_at_its_threshold_and_has_a_model_card(runs, tmp_path):
@@ -210,9 +224,13 @@ def test_the_pushed_model_decides_at_its_threshold_and_has_a_model_card(runs, tm
     trace = queries.trace(store, "latest-pushed")
     assert card["lineage"]["model_id"] == trace["model"]["id"]
     assert card["data"]["input_sha256"] == trace["examples"]["input_sha256"]
-    assert set(card["data"]["rows"]) == {"train", "eval"}
+    assert set(card["data"]["rows"]) == {"train", "validation", "test"}
     assert card["metrics"]["overall"]["auc"] == pytest.approx(trace["evaluation"]["metrics"]["auc"])
-    assert card["fairness"]["min_examples"] == 100 and card["fairness"]["rows"]
+    value, low, high = card["metrics"]["overall"]["auc"]
+    assert low <= value <= high
+    assert card["fairness"]["min_examples"] == 20 and card["fairness"]["rows"]
+    # The threshold saw every validation example once, and only those.
+    assert decision["validation_examples"] == trace["examples"]["split_counts"]["validation"]
     assert "2017" in " ".join(card["limitations"])
 
     page = subprocess.run(
@@ -252,8 +270,9 @@ def test_a_worse_model_is_refused_and_not_pushed(runs):
     executed = {node for node, state in worse_states.items() if state == "COMPLETE"}
     assert executed == DOWNSTREAM_OF_TRAINING
     assert "Blessed: no" in consoles["worse"]
-    assert "refused: auc changed by -" in consoles["worse"]  # which metric, by how much
-    assert "baseline (last blessed model) auc:" in consoles["worse"]
+    refusal = consoles["worse"].split("refused: auc changed by -")[1].splitlines()[0]
+    assert "against the last blessed model (0." in refusal  # by how much, against what
+    assert refusal.endswith("(strict: by the estimate)")
     assert "Pushed to: nothing pushed" in consoles["worse"]
     assert queries.run_summaries(store, config.pipeline_name)[2].pushed_to is None
 
@@ -302,6 +321,14 @@ def test_a_killed_run_resumes_from_the_cache_and_pushes_at_most_once(runs):
     assert names.TUNER not in states(store, config, 5)
     blessed = "Blessed: yes" in consoles["resumed"]
     assert len(versions(config)) == 1 + blessed
+    # Span 2's model against span 1's, paired on span 2's test rows: the difference and its
+    # interval, in the blessing's reasons or its refusal.
+    compared = re.search(
+        r"auc changed by [+-]0\.\d{4} \[[+-]0\.\d{4}, [+-]0\.\d{4}\] against the last blessed "
+        r"model \(0\.\d{4}\) on the same test rows",
+        consoles["resumed"],
+    )
+    assert compared, consoles["resumed"][-3000:]
     assert all((version / "saved_model.pb").is_file() for version in versions(config))
 
 
@@ -375,7 +402,7 @@ def test_lineage_trace_reaches_the_input_file_content(runs, capsys):
     assert data_file.parent.parent == Path(config.data_dir)  # span-N/complaints.csv
     assert input_file["sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
     assert found["examples"]["input_base"] == config.data_dir
-    assert set(found["examples"]["split_counts"]) == {"train", "eval"}
+    assert set(found["examples"]["split_counts"]) == {"train", "validation", "test"}
     assert found["training"]["train_steps"] == 60
     assert found["training"]["hyperparameters"]  # the Tuner's choice
     first_run = lineage.run_ids(store, config.pipeline_name)[0]

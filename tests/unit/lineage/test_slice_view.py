@@ -38,7 +38,7 @@ def test_small_slices_are_hidden_and_one_class_slices_have_no_auc():
     assert math.isnan(debt["auc"]) and debt["note"] == slice_view.UNDEFINED
     assert view.hidden == [("Money transfers", 4), ("Prepaid card", 2)]
     assert view.hidden_text() == (
-        f"Hidden, fewer than {MIN_SLICE_EXAMPLES} eval examples (2 product slices): "
+        f"Hidden, fewer than {MIN_SLICE_EXAMPLES} test examples (2 product slices): "
         "Money transfers (4), Prepaid card (2)"
     )
     everything = slice_view.slices(BY_SLICE, "product", COUNTS, min_examples=1)
@@ -77,7 +77,7 @@ def test_label_counts_read_the_split(tmp_path, raw_rows):
 
     from lineage.notebook import slice_view
 
-    split = tmp_path / "Split-eval"
+    split = tmp_path / "Split-test"
     split.mkdir()
     with tf.io.TFRecordWriter(str(split / "data.gz"), options="GZIP") as writer:
         for row in raw_rows:

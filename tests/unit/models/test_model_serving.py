@@ -150,3 +150,18 @@ def test_training_runs_exactly_the_requested_steps(transformed, steps):
     )
     assert int(keras_model.optimizer.iterations.numpy()) == stop.trained == steps
     assert len(history.history["loss"]) == epochs <= trainer.EPOCHS
+
+
+def test_the_threshold_sees_each_validation_example_once(trained):
+    """It used to take --eval-steps batches of a repeating dataset: rows counted twice."""
+    keras_model, _, instances = trained
+    columns = {key: np.stack([i[key] for i in instances]) for key in instances[0]}
+    labels = columns.pop(features.LABEL_KEY)
+    validation = tf.data.Dataset.from_tensor_slices((columns, labels)).batch(16)  # not repeated
+    decision = trainer.choose_threshold(keras_model, validation)
+    assert decision["validation_examples"] == len(instances)
+    assert decision["validation_dispute_rate"] == pytest.approx(float(np.mean(labels)), abs=1e-6)
+    scores = keras_model.predict(columns, verbose=0).reshape(-1)
+    assert decision["threshold"] == pytest.approx(
+        trainer.dispute_rate_threshold(scores, labels.reshape(-1)), abs=1e-5
+    )

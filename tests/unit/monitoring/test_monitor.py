@@ -45,7 +45,7 @@ def baseline(halves) -> comparisons.Baseline:
         model_dir="unused",
         schema=tfdv.load_schema_text(str(SCHEMA_FILE)),
         train_statistics=tfdv.generate_statistics_from_dataframe(frame),
-        eval_files=[],
+        test_files=[],
     )
 
 
@@ -67,8 +67,8 @@ def judge(baseline, tmp_path, rows, log_features="all"):
     log = write_log(tmp_path / "log", rows, log_features)
     logged, _, _ = window.read_window([log / "requests.sqlite"], "2000", "3000", None)
     kept = window.logged_features({log_features})
-    eval_scores = np.random.default_rng(1).beta(2, 8, 2000)
-    return monitor.judge(baseline, logged, kept, comparisons.Thresholds(), eval_scores)
+    test_scores = np.random.default_rng(1).beta(2, 8, 2000)
+    return monitor.judge(baseline, logged, kept, comparisons.Thresholds(), test_scores)
 
 
 def alerted(report: dict) -> list[str]:
@@ -130,13 +130,13 @@ def test_a_skew_comparator_in_the_curated_schema_wins(baseline, halves, tmp_path
 
 def test_prediction_shift_is_psi_over_the_eval_deciles():
     rng = np.random.default_rng(0)
-    eval_scores = rng.beta(2, 8, 5000)
-    same = comparisons.prediction_shift(eval_scores, rng.beta(2, 8, 500), 0.25)
+    test_scores = rng.beta(2, 8, 5000)
+    same = comparisons.prediction_shift(test_scores, rng.beta(2, 8, 500), 0.25)
     assert same.psi < 0.05 and not same.alert
-    deciles = np.round(np.quantile(eval_scores, np.linspace(0, 1, 11)), 6)
-    assert set(deciles) <= set(same.edges) and max(same.eval_share) <= 0.1 + 1e-3
-    shifted = comparisons.prediction_shift(eval_scores, rng.beta(4, 6, 500), 0.25)
-    assert shifted.alert and shifted.window_mean > shifted.eval_mean
+    deciles = np.round(np.quantile(test_scores, np.linspace(0, 1, 11)), 6)
+    assert set(deciles) <= set(same.edges) and max(same.test_share) <= 0.1 + 1e-3
+    shifted = comparisons.prediction_shift(test_scores, rng.beta(4, 6, 500), 0.25)
+    assert shifted.alert and shifted.window_mean > shifted.test_mean
     constant = comparisons.prediction_shift(np.full(100, 0.2), np.full(50, 0.7), 0.25)
     assert np.isfinite(constant.psi) and constant.alert  # one model answer: still measured
 
@@ -219,7 +219,7 @@ def test_the_page_renders_offline_in_chromium(baseline, halves, tmp_path):
     product_row = skew_table.split("<td>product</td>")[1].split("</tr>")[0]
     assert "ALERT" in product_row and skew_table.count("<tr") == 1 + len(report["skew"])
     plot = dom.stdout.split('<svg id="prediction-plot"')[1].split("</svg>")[0]
-    assert plot.count("<rect") == 2 * len(report["prediction"]["eval_share"])
+    assert plot.count("<rect") == 2 * len(report["prediction"]["test_share"])
     shot = tmp_path / "page.png"
     subprocess.run([*chromium, f"--screenshot={shot}", url], capture_output=True, timeout=120)
     from PIL import Image

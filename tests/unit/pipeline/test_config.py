@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow_model_analysis as tfma
 
 from models.features import LABEL_KEY
 from pipeline import config as pipeline_config
 from pipeline import names
-from pipeline.components.evaluator import eval_config
+from pipeline.components.evaluator import EvaluationSettings, evaluation_settings
 from pipeline.components.provenance import (
     EXAMPLE_GEN_CODE,
     GATE_CODE,
@@ -20,40 +19,35 @@ from pipeline.components.provenance import (
     code_fingerprint,
 )
 from pipeline.config import PROJECT_ROOT, PipelineConfig
-from pipeline.names import SLICE_KEYS
 from pipeline.pipeline import create_pipeline
 
 RUNNER = PROJECT_ROOT / "runners" / "beam_runner.py"
 
 
-def test_blessing_thresholds_apply_to_the_overall_slice_only():
-    config = pipeline_config.PipelineConfig(min_auc=0.58, max_auc_drop=0.01)
-    evaluation = eval_config(config)
-    assert [spec.feature_keys for spec in evaluation.slicing_specs] == [[]] + [
-        [key] for key in SLICE_KEYS
-    ]
-    (metrics_spec,) = evaluation.metrics_specs
-    thresholds = [
-        m for m in metrics_spec.metrics if m.HasField("threshold") or m.per_slice_thresholds
-    ]
-    assert [m.class_name for m in thresholds] == ["AUC"]
-    (per_slice,) = thresholds[0].per_slice_thresholds
-    assert list(per_slice.slicing_specs) == [tfma.SlicingSpec()]  # the overall slice
-    assert per_slice.threshold.value_threshold.lower_bound.value == 0.58
-    change = per_slice.threshold.change_threshold
-    assert change.direction == tfma.MetricDirection.HIGHER_IS_BETTER
-    assert -0.0101 < change.absolute.value < -0.01
-    assert {m.class_name for m in metrics_spec.metrics} == {
-        "AUC",
-        "BinaryAccuracy",
-        "Precision",
-        "Recall",
-        "ExampleCount",
-        "Calibration",
-    }
-    # precision and recall at fixed thresholds; at the model's own, the Evaluator adds them
-    fixed = {json.loads(m.config)["name"] for m in metrics_spec.metrics if m.config}
-    assert fixed == {"precision@0.3", "recall@0.3", "precision@0.5", "recall@0.5"}
+def test_the_evaluator_judges_by_the_configured_settings():
+    config = pipeline_config.PipelineConfig(
+        min_auc=0.58,
+        max_auc_drop=0.01,
+        strict_auc_comparison=True,
+        bootstrap_resamples=500,
+        seed=7,
+        fairness_gate="tags: Older American; tags: Servicemember",
+        min_slice_examples=30,
+    )
+    settings = evaluation_settings(config)
+    assert (settings.min_auc, settings.max_auc_drop, settings.strict_auc_comparison) == (
+        0.58,
+        0.01,
+        True,
+    )
+    assert (settings.resamples, settings.seed, settings.gate.min_examples) == (500, 7, 30)
+    assert settings.gate.groups == ("tags: Older American", "tags: Servicemember")
+    assert EvaluationSettings.from_json(settings.to_json()) == settings
+
+
+def test_examples_split_seventy_fifteen_fifteen_by_default():
+    assert PipelineConfig().split_buckets == [("train", 70), ("validation", 15), ("test", 15)]
+    assert PipelineConfig(validation_percent=10, test_percent=20).split_buckets[0] == ("train", 70)
 
 
 def test_flags_override_config(tmp_path):
@@ -221,7 +215,7 @@ def test_passwords_with_quotes_backslashes_and_unicode_are_masked(password, capl
         (["--min-auc", "2"], "--min-auc: must be a number from 0 to 1 (an AUC), not 2"),
         (["--min-auc", "nan"], "--min-auc: must be a number from 0 to 1 (an AUC), not nan"),
         (["--max-auc-drop", "-1"], "--max-auc-drop: must be a number from 0 to 1"),
-        (["--eval-split-buckets", "0"], "--eval-split-buckets: must be an integer from 1 to"),
+        (["--test-percent", "0"], "--test-percent: must be an integer from 5 to 40 (percent)"),
         (["--span", "2"], "--span needs {SPAN} in --input-pattern"),
         (["--span", "9", "--input-pattern", "span-{SPAN}/*.csv"], "--span 9: no file under"),
     ],

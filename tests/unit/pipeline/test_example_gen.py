@@ -111,7 +111,9 @@ def test_not_a_prepared_file_is_refused_before_reading(tmp_path):
         list(serialized_examples(str(path)))
 
 
-def run_executor(tmp_path: Path, splits: list[tuple[str, str]], hash_buckets: list[int]):
+def run_executor(
+    tmp_path: Path, splits: list[tuple[str, str]], hash_buckets: list[int], names=("train", "eval")
+):
     """ExampleGen's executor on files under tmp_path/input; the Examples artifact it wrote."""
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
@@ -119,7 +121,7 @@ def run_executor(tmp_path: Path, splits: list[tuple[str, str]], hash_buckets: li
         splits=[example_gen_pb2.Input.Split(name=n, pattern=p) for n, p in splits]
     )
     output_config = example_gen_pb2.Output()
-    for name, buckets in zip(["train", "eval"], hash_buckets, strict=False):
+    for name, buckets in zip(names, hash_buckets, strict=False):
         output_config.split_config.splits.add(name=name, hash_buckets=buckets)
     Executor().Do(
         {},
@@ -179,3 +181,31 @@ def test_executor_names_a_pattern_matching_nothing(tmp_path):
     (tmp_path / "input").mkdir()
     with pytest.raises(ValueError, match="no input file matches"):
         run_executor(tmp_path, [("all", "*.csv")], [3, 1])
+
+
+def test_the_pipeline_splits_are_seventy_fifteen_fifteen_and_share_no_complaint(tmp_path):
+    """train, validation and test, by hash: each complaint in exactly one, in the configured
+    shares (within a binomial tolerance of the bundled sample's 6,596 rows)."""
+    from pipeline.config import PipelineConfig
+
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "complaints.csv").write_bytes(SAMPLE.read_bytes())
+    names, buckets = zip(*PipelineConfig().split_buckets, strict=True)
+    examples = run_executor(tmp_path, [("all", "*.csv")], list(buckets), names)
+    rows, ids = {}, {}
+    for name in names:
+        parsed = [tf.train.Example.FromString(r) for r in read_split(examples, name)]
+        rows[name] = len(parsed)
+        # The extract without a Complaint ID column gives rows an empty id: those can't clash.
+        found = [e.features.feature[features.ID_KEY].bytes_list.value[0] for e in parsed]
+        ids[name] = {i for i in found if i}
+        assert len(ids[name]) == sum(1 for i in found if i)  # no complaint twice in a split
+    total = sum(rows.values())
+    with open(SAMPLE, newline="", encoding="utf-8") as handle:
+        assert total == sum(1 for _ in csv.DictReader(handle))
+    for a, b in [("train", "validation"), ("train", "test"), ("validation", "test")]:
+        assert not ids[a] & ids[b], f"a complaint in both {a} and {b}"
+    for name, share in zip(names, buckets, strict=True):
+        expected = total * share / 100
+        tolerance = 4 * (total * share / 100 * (1 - share / 100)) ** 0.5  # 4 standard deviations
+        assert abs(rows[name] - expected) < tolerance, (name, rows[name], expected)

@@ -91,7 +91,7 @@ def test_kubeflow_spec_has_the_pipeline_graph_image_and_runtime_parameters(tmp_p
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/cfpb/pipeline_root"
     assert spec["runtimeConfig"]["parameterValues"] == {
         DATA_DIR_PARAMETER: "gs://bucket/cfpb/data",
-        TRAIN_ARGS_PARAMETER: '{"numSteps": 123}',
+        TRAIN_ARGS_PARAMETER: '{"splits": ["train"], "numSteps": 123}',
     }
     tasks = pipeline_spec["root"]["dag"]["tasks"]
     assert tasks[names.EXAMPLE_GEN]["inputs"]["parameters"]["input_base"] == {
