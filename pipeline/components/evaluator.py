@@ -216,6 +216,8 @@ class Executor(base_executor.BaseExecutor):
         baseline = (input_dict.get(SPEC.BASELINE_MODEL_KEY) or [None])[0]
         evaluation = artifact_utils.get_single_instance(output_dict[SPEC.EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[SPEC.BLESSING_KEY])
+        for folder in (evaluation.uri, blessing.uri):  # KFP's launcher makes no output folders
+            fileio.makedirs(folder)
 
         decision = model_threshold(model.uri)
         records, labels, values = read_split(examples.uri, names.TEST)

@@ -147,7 +147,8 @@ def apply_gate(report: FairnessReport, gate: GateSettings) -> FairnessReport:
             direction = "below" if worse < 0 else "above"
             what = (
                 f"{name} {metric} {estimate_text(row[metric], digits=4)} is "
-                f"{estimate_text([worse * x for x in gap], digits=4)} {direction} overall "
+                f"{estimate_text([worse * gap[0], *sorted(worse * x for x in gap[1:])], digits=4)} "
+                f"{direction} overall "
                 f"{estimate_text(report.overall.get(metric), digits=4)}"
             )
             if all(past):  # nan bounds compare False: no interval, no refusal

@@ -73,7 +73,7 @@ def test_the_gate_refuses_a_group_significantly_worse_than_overall_past_its_marg
     assert fairness.GateSettings.from_json(gate.to_json()) == gate
     found = fairness.apply_gate(report(), gate)
     assert found.refusals == [
-        "fairness: tags: Older American auc 0.5800 [0.5000, 0.6600] is 0.1200 [0.2000, 0.0600] "
+        "fairness: tags: Older American auc 0.5800 [0.5000, 0.6600] is 0.1200 [0.0600, 0.2000] "
         "below overall 0.7000 [0.6700, 0.7300]; at most 0.0500 is allowed, and the whole 95% "
         "interval is past it"
     ]
