@@ -36,7 +36,10 @@ def model_settings(options: Options) -> list[ModelSettings]:
             return read_model_config(options.model_config_file)
         except ServingError as error:
             raise SystemExit(f"error: {error.message}") from None
-    policy = VersionPolicy.parse(options.model_version_policy)
+    try:
+        policy = VersionPolicy.parse(options.model_version_policy)
+    except ValueError as error:
+        raise SystemExit(f"error: --model_version_policy: {error}") from None
     return [ModelSettings(options.model_name, os.path.abspath(options.model_base_path), policy)]
 
 
