@@ -287,7 +287,7 @@ def uses(store: mlmd.MetadataStore, reference: str) -> list[dict]:
 
 
 def graph(store: mlmd.MetadataStore) -> dict:
-    """Every execution, artifact and event in the store (the export format, see README)."""
+    """Every execution, artifact and event in the store (the export format: docs/lineage.md)."""
     executions = store.get_executions()
     return {
         "format": "cfpb-lineage/1",

@@ -61,9 +61,9 @@ def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict:
 def dispute_rate_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """The score above which as many examples are flagged as are disputed.
 
-    The rule (README, "Decision threshold"): precision and recall then describe a model that
-    flags disputes at the rate they happen. Maximising F1 instead tends, for a weak model,
-    to flag everything. 0.5 when the data has one class only.
+    The rule (docs/pipeline.md, "Decision threshold"): precision and recall then describe a
+    model that flags disputes at the rate they happen. Maximising F1 instead tends, for a weak
+    model, to flag everything. 0.5 when the data has one class only.
     """
     rate = float(np.mean(labels)) if len(labels) else 0.0
     if rate <= 0.0 or rate >= 1.0:

@@ -108,7 +108,7 @@ def select_model(rows: list[tuple], name: str | None, version: int | None):
 
 
 def logged_features(settings: set[str]) -> set[str]:
-    """The raw features every file of the window keeps (README: --log_features)."""
+    """The raw features every file of the window keeps (docs/serving.md: --log_features)."""
     kept = set(features.RAW_FEATURE_KEYS)
     if settings - {"all"}:
         kept.discard(features.TEXT_KEY)

@@ -23,7 +23,7 @@ def tuned_before(config: PipelineConfig) -> bool:
     """True if this pipeline's MLMD holds hyperparameters a Tuner produced (and published).
 
     False where the store cannot be read from here (KFP and Vertex AI bring their own MLMD),
-    so every run there tunes, as before: see README, "Kubeflow Pipelines and Vertex AI".
+    so every run there tunes, as before: see docs/kubeflow.md.
     """
     connection = config.metadata_connection_config()
     if connection is None:

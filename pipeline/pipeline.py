@@ -36,7 +36,7 @@ from pipeline.config import PipelineConfig
 # Platform SDK, 13 of the 36 s a cached rerun spent importing (benchmarks/README.md).
 
 # User code is referenced by import path: the project is installed wherever executors
-# run (see README, "Why functions by module path").
+# run (see docs/pipeline.md, "Why functions by module path").
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 TUNER_FN = "models.tuner.tuner_fn"
 RUN_FN = "models.trainer.run_fn"
@@ -103,7 +103,7 @@ def create_pipeline(
         TFX's plain LatestBlessedModelStrategy, the only one KFP's compiler accepts.
       check_drift: the data gate also compares statistics with the previous run's. KFP's
         resolvers query by type only and would also match Transform's statistics, so there
-        the gate checks the schema only (see README, "Kubeflow Pipelines and Vertex AI").
+        the gate checks the schema only (see docs/kubeflow.md).
       schema_file_in_image: where tasks read the curated schema when it is not
         config.schema_file (the container image's copy on KFP). Either way the content of
         config.schema_file is part of the cache key.

@@ -5,8 +5,8 @@ inserts them in one transaction and commits (WAL mode; with synchronous=FULL the
 disk), then releases the requests waiting on them. A request whose record is not committed gets
 no 200, so a kill -9 (or a power cut, with FULL) loses no acknowledged record. The log is bounded:
 past max_bytes the file is renamed to requests-<UTC time>.sqlite and a new one started; the
-newest `keep` rotated files are kept. The format is documented in README.md (Serving) because
-the feedback loop turns these rows into training data by complaint_id.
+newest `keep` rotated files are kept. The format is documented in docs/serving.md ("The request
+log") because the feedback loop turns these rows into training data by complaint_id.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Its content comes from the Evaluator's evaluation_summary.json (pipeline/compone
 evaluator.py: data, metrics overall and per slice, fairness, decision threshold, ids) and
 from the Pusher (version, destination, ids). The page renders offline: inline CSS and SVG,
 no script, no external resource. Rendered with jinja2 (the lock's), not model-card-toolkit
-(see README, "Model card").
+(see docs/pipeline.md, "Model card").
 """
 
 from __future__ import annotations

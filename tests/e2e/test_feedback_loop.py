@@ -1,4 +1,4 @@
-"""The whole loop, as the README's walkthrough runs it by hand.
+"""The whole loop, as docs/feedback-and-monitoring.md's walk-through runs it by hand.
 
 Train on span 1 and push; serve it with the real server; replay real complaints through REST;
 their outcomes arrive; feedback.join writes span 2; Airflow's own scheduler (LocalExecutor,
@@ -34,7 +34,7 @@ from pipeline.config import PROJECT_ROOT
 from runners.airflow_settings import TRAINING_DAG_ID as DAG_ID
 from serving import request_log
 
-AIRFLOW = [str(PROJECT_ROOT / "scripts" / "airflow.sh")]  # the README's documented command
+AIRFLOW = [str(PROJECT_ROOT / "scripts" / "airflow.sh")]  # the documented command (docs/airflow.md)
 PUSH_ALWAYS = ["--max-auc-drop", "1.0"]  # any blessed model replaces the last one
 RUN_TIMEOUT_S = 900
 

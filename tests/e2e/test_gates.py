@@ -73,7 +73,7 @@ def run_states(output_dir: Path, run_number: int = -1) -> dict[str, str]:
 
 
 def test_an_accepted_schema_change_is_used_on_the_same_output_folder(tmp_path, capsys, monkeypatch):
-    """The README's remedy for a new product: propose --write, then run again (issue 11.1)."""
+    """The documented remedy for a new product (docs/safety.md): propose --write, run again."""
     monkeypatch.setattr(sys, "argv", ["beam_runner.py"])
     write_rows(unknown_product(bundled_rows(every=ROWS_KEPT)), tmp_path / "data" / "complaints.csv")
     schema_file = tmp_path / "schema.pbtxt"
