@@ -22,6 +22,9 @@ HELP = {
     "model_base_path": "folder of integer version folders, e.g. outputs/serving_model",
     "model_config_file": "TF Serving model config (ModelServerConfig text format): several models, "
     "version policy, version labels (stable, canary); replaces --model_name/--model_base_path",
+    "rollout_file": "rollout JSON beside the model config (serving/rollout.py): a traffic split "
+    "between its labels by weight, sticky by complaint id, and an optional shadow label that "
+    "scores a copy of the traffic without answering; re-read on reload",
     "model_version_policy": "latest, latest:N, all, or specific:V1,V2 (when no config file)",
     "host": "address both APIs bind to; 0.0.0.0 exposes them to the network",
     "port": "gRPC port (0: no gRPC)",
@@ -32,6 +35,8 @@ HELP = {
     "max_batch_size": "most examples in one merged model call",
     "batch_timeout_micros": "how long a model call waits for more requests to merge (0: never "
     "waits; merges only what is already queued)",
+    "shadow_batch_timeout_micros": "how long a model call of a rollout's shadow copies waits for "
+    "more copies to merge (nobody waits for their answers; a request that does ends the wait)",
     "num_batch_threads": "model calls that may run at once per version",
     "max_enqueued_examples": "examples that may wait for the model before requests get 503",
     "max_request_bytes": "largest REST body or gRPC message; bigger gets 413 / RESOURCE_EXHAUSTED",

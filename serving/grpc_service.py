@@ -29,8 +29,9 @@ from tensorflow_serving.apis import (
 
 from serving import grpc_convert
 from serving.errors import ServingError, invalid
+from serving.routing import Router
 from serving.service import PredictService, bearer_token_matches
-from serving.versions import ModelManager, settings_from_proto
+from serving.versions import settings_from_proto
 
 log = logging.getLogger("serving")
 CLASSIFY = "tensorflow/serving/classify"
@@ -106,7 +107,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         started = time.perf_counter()
         self._auth.check(context)
         request_id = _metadata(context).get("x-request-id") or uuid.uuid4().hex
-        version_label = ""
+        version_label, arm = "", ""
         service = self.service
         try:
             service.admit()
@@ -124,20 +125,20 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 fill(call)
                 future = service.submit_logged(call)
                 error = future.exception()  # waits
-                version_label = str(call.loaded.servable.version)
+                version_label, arm = str(call.loaded.servable.version), call.arm or ""
                 if error is not None:
                     raise error
                 outputs = future.result()
             finally:
                 service.release()
         except ServingError as error:
-            service.observe("grpc", api, error.code.name, spec.name, version_label, started)
+            service.observe("grpc", api, error.code.name, spec.name, version_label, started, arm)
             context.abort(error.code, error.message)
         trailing = [("x-request-id", request_id), ("x-model-version", version_label)]
         if call.batch.unknown:
             trailing.append(("x-unknown-features", ",".join(call.batch.unknown)))
         context.set_trailing_metadata(trailing)
-        service.observe("grpc", api, "OK", spec.name, version_label, started)
+        service.observe("grpc", api, "OK", spec.name, version_label, started, arm)
         return call, outputs
 
     @staticmethod
@@ -225,8 +226,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager, token: str | None):
-        self.manager, self._auth = manager, _Auth(token)
+    def __init__(self, router: Router, token: str | None):
+        self.manager, self.router, self._auth = router.manager, router, _Auth(token)
 
     def GetModelStatus(self, request, context):  # noqa: N802 (a health check: no token)
         spec = request.model_spec
@@ -242,7 +243,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self._auth.check(context)
         response = model_management_pb2.ReloadConfigResponse()
         try:
-            self.manager.reload(settings_from_proto(request.config, base_dir=""))
+            # The config comes with the request; the rollout file is read again with it.
+            self.router.reload(settings_from_proto(request.config, base_dir=""))
         except ServingError as error:  # the client hears why; the operator gets one line
             log.warning("reload refused: %s", error.message)
             response.status.CopyFrom(
@@ -270,7 +272,7 @@ def start_grpc(
         PredictionServicer(service, token), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(service.manager, token), server
+        ModelServicer(service.router, token), server
     )
     server.add_insecure_port(f"{host}:{port}")
     server.start()

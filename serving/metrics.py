@@ -21,8 +21,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "serving_requests",
-            "Requests answered, by protocol, API, HTTP code and model version ('' if none)",
-            ["protocol", "api", "code", "model", "version"],
+            "Requests answered, by protocol, API, HTTP code, model version ('' if none) and arm "
+            "(the version label a rollout's split or the client chose; '' if none)",
+            ["protocol", "api", "code", "model", "version", "arm"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -62,6 +63,19 @@ class Metrics:
         self.in_flight = Gauge(
             "serving_requests_in_flight", "Predict requests being served", registry=self.registry
         )
+        self.shadow = Counter(
+            "serving_shadow_predictions",
+            "Shadow copies of requests scored (answers logged, never returned), by outcome: ok, "
+            "or failed (the shadow version refused, failed or could not be logged)",
+            ["model", "version", "outcome"],
+            registry=self.registry,
+        )
+        self.rollout = Gauge(
+            "serving_rollout_weight_percent",
+            "The rollout in force: each split arm's weight, and the shadow's fraction of traffic",
+            ["model", "arm", "role"],
+            registry=self.registry,
+        )
         self.log_rows = Counter(
             "serving_request_log_rows", "Rows committed to the request log", registry=self.registry
         )
@@ -81,6 +95,17 @@ class Metrics:
                 self.loaded.remove(model, sample.labels["version"])
         for version in wanted:
             self.loaded.labels(model, version).set(1)
+
+    def rollout_changed(self, routes) -> None:
+        """The gauge follows the rollout in force (serving.routing.Routes): old arms go."""
+        self.rollout.clear()
+        for model, rollout in routes.rollouts.items():
+            for arm, weight in rollout.split:
+                self.rollout.labels(model, arm, "split").set(weight)
+            if rollout.shadow is not None:
+                self.rollout.labels(model, rollout.shadow, "shadow").set(
+                    100 * rollout.shadow_fraction
+                )
 
     def log_committed(self, rows: int, seconds: float) -> None:
         self.log_rows.inc(rows)

@@ -7,6 +7,11 @@ no 200, so a kill -9 (or a power cut, with FULL) loses no acknowledged record. T
 past max_bytes the file is renamed to requests-<UTC time>.sqlite and a new one started; the
 newest `keep` rotated files are kept. The format is documented in docs/serving.md ("The request
 log") because the feedback loop turns these rows into training data by complaint_id.
+
+Format 2 adds, per row, the arm (the label a rollout or the client chose), why (split, explicit,
+default, shadow) and a shadow flag: a shadow row scored a copy of the request and was never
+returned; it shares request_id and instance with the served row. A format 1 file found at
+start is rotated away, so one file never mixes formats; readers take both (READABLE_FORMATS).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import orjson
 from models import features
 
 log = logging.getLogger("serving")
-FORMAT = "cfpb-request-log/1"
+FORMAT = "cfpb-request-log/2"
+FORMAT_V1 = "cfpb-request-log/1"
+READABLE_FORMATS = (FORMAT_V1, FORMAT)
 FILE_NAME = "requests.sqlite"
 ROTATED = "requests-*.sqlite"  # requests-<UTC time>.sqlite: names sort by age
 LOG_FEATURES = ("all", "no_text", "none")
@@ -46,6 +53,9 @@ COLUMNS = (
     "dispute_probability",
     "outputs",
     "latency_ms",
+    "arm",
+    "assignment",
+    "shadow",
 )
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -63,7 +73,10 @@ CREATE TABLE IF NOT EXISTS predictions (
     unknown_features TEXT,
     dispute_probability REAL,
     outputs TEXT NOT NULL,
-    latency_ms REAL NOT NULL
+    latency_ms REAL NOT NULL,
+    arm TEXT,
+    assignment TEXT NOT NULL,
+    shadow INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS log_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -87,6 +100,9 @@ class Entry:
     unknown: list[str]
     outputs: dict  # name -> per-example numpy values
     latency_ms: float
+    arm: str | None = None  # the label the request was assigned to (None: no rollout, no label)
+    assignment: str = "default"  # split, explicit, default or shadow (serving.rollout)
+    shadow: bool = False  # a shadow's copy: its answer was never returned
 
 
 def iso(epoch: float) -> str:
@@ -103,6 +119,12 @@ def loggable(example: dict, keep: set[str] | None, drop: set[str]) -> dict:
         plain = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
         out[name] = plain[0] if len(plain) == 1 else plain
     return out
+
+
+def complaint_id(example: dict) -> str | None:
+    """The complaint_id of one example as the log (and the rollout's sticky split) spell it."""
+    found = loggable(example, {features.ID_KEY}, set()).get(features.ID_KEY)
+    return str(found) if found not in (None, "", []) else None
 
 
 def _plain(value):
@@ -129,6 +151,7 @@ class RequestLog:
         self._max_bytes, self._keep, self._sync = max_bytes, keep, synchronous
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._rotate_older_format()
         self._connection = self._open()
         self._closed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
@@ -175,7 +198,6 @@ class RequestLog:
         columns = {name: values.tolist() for name, values in entry.outputs.items()}
         rows = []
         for index, example in enumerate(entry.examples):
-            complaint_id = loggable(example, {features.ID_KEY}, set()).get(features.ID_KEY)
             kept = loggable(example, keep, drop)
             outputs = {name: _plain(values[index]) for name, values in columns.items()}
             probability = float(probabilities[index]) if probabilities is not None else None
@@ -189,12 +211,15 @@ class RequestLog:
                     entry.label,
                     entry.protocol,
                     entry.signature,
-                    str(complaint_id) if complaint_id not in (None, "", []) else None,
+                    complaint_id(example),
                     orjson.dumps(kept).decode(),
                     unknown,
                     probability,
                     orjson.dumps(outputs).decode(),
                     round(entry.latency_ms, 3),
+                    entry.arm,
+                    entry.assignment,
+                    int(entry.shadow),
                 )
             )
         return rows
@@ -246,8 +271,27 @@ class RequestLog:
     def _rotate_if_full(self) -> None:
         if self.size() < self._max_bytes:
             return
-        self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._connection.close()  # the last connection also removes the WAL
+        self._rotate(self._connection)
+        log.info("request log rotated at %d bytes", self._max_bytes)
+        self._connection = self._open()
+
+    def _rotate_older_format(self) -> None:
+        """A file of another format (an older server's) is rotated away before this one writes."""
+        if not os.path.exists(self.path):
+            return
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        info = "log_info" in tables and dict(connection.execute("SELECT * FROM log_info"))
+        found = info.get("format") if info else None
+        if "predictions" not in tables or found == FORMAT:
+            connection.close()
+            return
+        self._rotate(connection)
+        log.info("request log %s of format %s rotated away; writing %s", self.path, found, FORMAT)
+
+    def _rotate(self, connection: sqlite3.Connection) -> None:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()  # the last connection also removes the WAL
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         target = os.path.join(self.directory, f"requests-{stamp}.sqlite")
         # A WAL left by a reader's open snapshot travels with its file; SQLite replays it on open.
@@ -261,8 +305,6 @@ class RequestLog:
             for suffix in ("", "-wal", "-shm"):  # a reader (python -m feedback) may leave a -shm
                 if os.path.exists(f"{path}{suffix}"):
                     os.remove(f"{path}{suffix}")
-        log.info("request log rotated at %d bytes", self._max_bytes)
-        self._connection = self._open()
 
 
 def log_files(location: Path) -> list[Path]:
@@ -274,3 +316,29 @@ def log_files(location: Path) -> list[Path]:
         return []
     found = [*sorted(location.glob(ROTATED)), location / FILE_NAME]
     return [path for path in found if path.is_file()]
+
+
+def file_format(path: Path) -> str:
+    """The format of one log file, if this version reads it; else ValueError, one line."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            found = dict(connection.execute("SELECT key, value FROM log_info")).get("format")
+    except sqlite3.DatabaseError as error:
+        raise ValueError(f"{path} is not a readable request log ({error})") from None
+    if found not in READABLE_FORMATS:
+        raise ValueError(
+            f"{path} is a request log of format {found!r}; this version reads "
+            f"{', '.join(READABLE_FORMATS)}"
+        )
+    return found
+
+
+def rollout_columns(log_format: str) -> str:
+    """SQL for the columns arm, assignment, shadow of a file of this format: format 1 rows had
+    no rollout, so their arm is the label the client named (explicit) or none (default)."""
+    if log_format == FORMAT_V1:
+        return (
+            "version_label AS arm, CASE WHEN version_label IS NULL THEN 'default' "
+            "ELSE 'explicit' END AS assignment, 0 AS shadow"
+        )
+    return "arm, assignment, shadow"

@@ -137,7 +137,7 @@ async def predict(request: Request, name: str, version: int | None, label: str |
     if not REQUEST_ID.match(request_id):
         request_id = uuid.uuid4().hex
     headers = {"X-Request-Id": request_id}
-    served_version = ""
+    served_version, arm = "", ""
     try:
         body = await read_body(request, context.max_body_bytes)
         try:
@@ -155,6 +155,7 @@ async def predict(request: Request, name: str, version: int | None, label: str |
             future = service.submit_logged(call)
             await _settle(future)
             served_version = str(call.loaded.servable.version)  # a swap may have moved it
+            arm = call.arm or ""
             outputs = future.result()  # or its ServingError
         finally:
             service.release()
@@ -164,7 +165,7 @@ async def predict(request: Request, name: str, version: int | None, label: str |
         response = json_response(format_outputs(outputs, call.batch.columnar), 200, headers)
     except ServingError as error:
         response = error_response(error, headers)
-    service.observe("rest", "predict", response.status_code, name, served_version, started)
+    service.observe("rest", "predict", response.status_code, name, served_version, started, arm)
     return response
 
 
@@ -266,5 +267,5 @@ def create_app(
     reload: Callable[[], None] | None = None,
 ) -> Starlette:
     app = Starlette(routes=ROUTES, exception_handlers={Exception: internal_error})
-    app.state.rest = RestContext(service, token, max_body_bytes, reload or service.manager.poll)
+    app.state.rest = RestContext(service, token, max_body_bytes, reload or service.router.reload)
     return app

@@ -1,8 +1,9 @@
 """What a predict request goes through, whichever protocol brought it.
 
-admit (overload check) -> find the model version -> check the examples -> queue them for the
-model -> log the answer -> answer. The REST handlers await the two futures on the event loop;
-the gRPC handlers block on them in their worker threads.
+admit (overload check) -> find the model version -> check the examples -> route them (a
+rollout's split, serving.routing) -> queue them for the model (and a shadow copy) -> log the
+answer -> answer. The REST handlers await the two futures on the event loop; the gRPC handlers
+block on them in their worker threads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -21,6 +23,8 @@ from serving.batching import ClosedError, OverloadedError
 from serving.errors import ServingError, invalid, overloaded
 from serving.metrics import Metrics
 from serving.request_log import Entry, RequestLog
+from serving.rollout import DEFAULT, EXPLICIT, SPLIT
+from serving.routing import Router, Routes, Shadows, assign
 from serving.servable import DEFAULT_SIGNATURE, Signature
 from serving.versions import Loaded, ModelManager
 
@@ -58,6 +62,12 @@ class Call:
     signature: Signature
     version: int | None
     batch: request_examples.Batch | None = None
+    assignment: str = DEFAULT  # split, explicit or default (serving.rollout)
+    arm: str | None = None  # the label it was assigned to
+    routes: Routes | None = None  # the rollout it was split by (its shadow follows the same)
+    key: str = ""  # what the split hashed: the first example's complaint_id, else request_id
+    # Parses the request again, for a version whose signature reads examples differently.
+    source: Callable[[Signature], request_examples.Batch] | None = None
 
 
 class PredictService:
@@ -68,8 +78,11 @@ class PredictService:
         metrics: Metrics,
         max_instances: int = 1024,
         max_in_flight: int = 512,
+        router: Router | None = None,
     ):
         self.manager, self.request_log, self.metrics = manager, request_log, metrics
+        self.router = router or Router(manager)
+        self.shadows = Shadows(self.router, request_log, metrics)
         self.max_instances, self.max_in_flight = max_instances, max_in_flight
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -108,6 +121,7 @@ class PredictService:
                 f"signature '{name}' does not take serialized tf.Examples; this server serves "
                 "only signatures whose one input is a string tensor of them"
             )
+        explicit = version is not None or label is not None
         return Call(
             request_id,
             protocol,
@@ -118,15 +132,23 @@ class PredictService:
             label,
             signature,
             version,
+            assignment=EXPLICIT if explicit else DEFAULT,
+            arm=label,
         )
 
     def parse_json(self, call: Call, body) -> None:
-        call.batch = request_examples.parse_predict(body, call.signature, self.max_instances)
+        call.source = lambda signature: request_examples.parse_predict(
+            body, signature, self.max_instances
+        )
+        call.batch = call.source(call.signature)
+        assign(self.router, call)
 
     def parse_serialized(self, call: Call, serialized: list[bytes]) -> None:
-        call.batch = request_examples.parse_serialized(
-            serialized, call.signature, self.max_instances
+        call.source = lambda signature: request_examples.parse_serialized(
+            serialized, signature, self.max_instances
         )
+        call.batch = call.source(call.signature)
+        assign(self.router, call)
 
     def submit(self, call: Call) -> Future:
         """Queue the examples for the model; a version being unloaded hands over to the next."""
@@ -134,9 +156,12 @@ class PredictService:
             try:
                 return call.loaded.batcher.submit(call.signature.name, call.batch.serialized)
             except ClosedError:
-                if call.version is not None or call.label is not None:
+                if call.assignment == EXPLICIT:
                     break
-                call.loaded, _ = self.manager.model(call.model).resolve(None, None)
+                if call.assignment == SPLIT:
+                    call.loaded = self.router.loaded(call.model, call.routes, call.arm)
+                else:
+                    call.loaded, _ = self.manager.model(call.model).resolve(None, None)
             except OverloadedError as error:
                 raise overloaded(f"the server is overloaded: {error}; retry later") from None
         raise ServingError(grpc.StatusCode.UNAVAILABLE, "the model version was unloaded; retry")
@@ -170,6 +195,7 @@ class PredictService:
                 logged.add_done_callback(lambda f: after_log(f, outputs))
 
         self.submit(call).add_done_callback(after_model)
+        self.shadows.submit(call)  # after the primary is queued: it never waits for the copy
         return done
 
     def outputs_or_error(self, future: Future) -> dict:
@@ -203,6 +229,8 @@ class PredictService:
             unknown=call.batch.unknown,
             outputs=outputs,
             latency_ms=(time.perf_counter() - call.started) * 1000,
+            arm=call.arm,
+            assignment=call.assignment,
         )
         return self.request_log.append(entry)
 
@@ -214,9 +242,18 @@ class PredictService:
             )
 
     def observe(
-        self, protocol: str, api: str, code: int | str, model: str, version: str, started: float
+        self,
+        protocol: str,
+        api: str,
+        code: int | str,
+        model: str,
+        version: str,
+        started: float,
+        arm: str = "",
     ) -> None:
         if model not in self.manager.models:  # a client's typo must not grow the metrics
             model = "(unknown)"
-        self.metrics.requests.labels(protocol, api, str(code), model, version).inc()
+        elif arm and arm not in self.manager.models[model].settings.labels:
+            arm = "(unknown)"  # nor a label named in a URL that the config does not have
+        self.metrics.requests.labels(protocol, api, str(code), model, version, arm).inc()
         self.metrics.latency.labels(protocol, api).observe(time.perf_counter() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -39,6 +40,14 @@ MODEL_CHAIN = (
     names.EVALUATOR,
     names.PUSHER,
 )
+
+
+@pytest.fixture(autouse=True)
+def _logging_enabled():
+    """Commands run in-process (the monitor's main) may switch logging off for the process;
+    each test starts with it on."""
+    logging.disable(logging.NOTSET)
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -94,13 +95,31 @@ def push(model_dir: Path, base_path: Path, version: int) -> Path:
     return final
 
 
-class Load:
-    """Bounded load: `clients` threads posting one body in a loop until stop() or `seconds`."""
+def write_model_config(path: Path, base_path: Path, policy: str = "all {}", **labels: int) -> Path:
+    """TF Serving's model config for model cfpb, with these version labels."""
+    listed = " ".join(f'version_labels {{ key: "{k}" value: {v} }}' for k, v in labels.items())
+    path.write_text(
+        f'model_config_list {{ config {{ name: "{MODEL_NAME}" base_path: "{base_path}" '
+        f"model_version_policy {{ {policy} }} {listed} }} }}\n"
+    )
+    return path
 
-    def __init__(self, url: str, body: dict, clients: int = 8, seconds: float = 10.0):
+
+class Load:
+    """Bounded load: `clients` threads posting one body in a loop until stop() or `seconds`;
+    with `body_for`, the body of each request is body_for(its request id)."""
+
+    def __init__(
+        self,
+        url: str,
+        body: dict | None = None,
+        clients: int = 8,
+        seconds: float = 10.0,
+        body_for: Callable[[str], dict] | None = None,
+    ):
         import threading
 
-        self.url, self.body, self.seconds = url, body, seconds
+        self.url, self.body, self.seconds, self.body_for = url, body, seconds, body_for
         self.results: list[tuple[int | str, str, str]] = []  # (code or error, request id, version)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, args=(i,)) for i in range(clients)]
@@ -113,8 +132,9 @@ class Load:
             request_id = f"load-{index}-{count}"
             count += 1
             try:
+                body = self.body_for(request_id) if self.body_for else self.body
                 response = session.post(
-                    self.url, json=self.body, headers={"X-Request-Id": request_id}, timeout=30
+                    self.url, json=body, headers={"X-Request-Id": request_id}, timeout=30
                 )
                 version = response.headers.get("X-Model-Version", "")
                 self.results.append((response.status_code, request_id, version))

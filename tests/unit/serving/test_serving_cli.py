@@ -39,3 +39,39 @@ def test_bad_flags_are_refused(capsys):
         assert raised.value.code == 2
     assert main([]) == 2  # no model to serve
     assert "--model_base_path" in capsys.readouterr().err
+
+
+def test_a_bad_rollout_file_at_start_is_one_line_and_exit_2(tmp_path, capsys):
+    config = tmp_path / "models.config"
+    config.write_text(
+        'model_config_list { config { name: "cfpb" base_path: "serving_model" '
+        'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } } }'
+    )
+    rollout = tmp_path / "rollout.json"
+    cases = {
+        '{"model": "cfpb", "split": {"stable": 90, "blue": 10}}': (
+            f"error: --rollout_file {rollout}: label(s) 'blue' of the rollout are not labels of "
+            "model cfpb in its model config (its labels: canary, stable)"
+        ),
+        '{"model": "cfpb", "split": {"stable": 90, "canary": 5}}': (
+            f"error: --rollout_file {rollout}: the split's weights add up to 95, not 100"
+        ),
+        '{"model": "loans", "split": {"stable": 100}}': (
+            f"error: --rollout_file {rollout}: model 'loans' is not served here (models: cfpb)"
+        ),
+    }
+    for text, message in cases.items():
+        rollout.write_text(text)
+        with pytest.raises(SystemExit) as raised:
+            main([f"--model_config_file={config}", f"--rollout_file={rollout}"])
+        assert raised.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [message]
+    # A rollout names labels, which only a model config has.
+    rollout.write_text('{"model": "cfpb", "split": {"stable": 100}}')
+    with pytest.raises(SystemExit) as raised:
+        main(["--model_base_path=serving_model", "--model_name=cfpb", f"--rollout_file={rollout}"])
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --rollout_file {rollout}: a rollout names version labels, which only a "
+        "--model_config_file has; give one"
+    ]
