@@ -119,21 +119,21 @@ def read_requests(
             counts.without_complaint_id += extent.without_complaint_id
             joinable(connection, outcomes, known)
             counts.already_in_spans += connection.execute(
-                "SELECT COUNT(*) FROM predictions p JOIN temp.spanned s "
+                "SELECT COUNT(*) FROM served p JOIN temp.spanned s "
                 "ON cid(p.complaint_id) = s.complaint_id"
             ).fetchone()[0]
             for (raw_id,) in connection.execute(
-                "SELECT complaint_id FROM predictions WHERE malformed_id(complaint_id) ORDER BY id"
+                "SELECT complaint_id FROM served WHERE malformed_id(complaint_id) ORDER BY id"
             ):
                 refused["malformed_complaint_id"].add(str(raw_id).strip())
             counts.waiting_for_outcome += connection.execute(
-                "SELECT COUNT(*) FROM predictions WHERE cid(complaint_id) IS NOT NULL AND "
+                "SELECT COUNT(*) FROM served WHERE cid(complaint_id) IS NOT NULL AND "
                 "cid(complaint_id) NOT IN (SELECT complaint_id FROM temp.outcome) AND "
                 "cid(complaint_id) NOT IN (SELECT complaint_id FROM temp.spanned)"
             ).fetchone()[0]
             rows = connection.execute(
                 "SELECT o.complaint_id, received_at, id, features, model_version FROM "
-                "predictions p JOIN temp.outcome o ON cid(p.complaint_id) = o.complaint_id "
+                "served p JOIN temp.outcome o ON cid(p.complaint_id) = o.complaint_id "
                 "ORDER BY id"
             )
             for complaint_id, received_at, row, logged, version in rows:

@@ -29,6 +29,8 @@ RAW_ID, RAW_LABEL = "Complaint ID", "Consumer disputed?"  # a CFPB export's head
 NAMED_IDS = 20
 SHOWN_ID_CHARS = 40  # a client chooses what it sends as an id: its length too
 LOCK_FILE = ".feedback.lock"
+# Log formats read: /2 added the rollout's arm, assignment and shadow columns.
+READABLE_FORMATS = request_log.READABLE_FORMATS
 
 
 class FeedbackError(ValueError):
@@ -96,14 +98,20 @@ def open_log(path: Path) -> sqlite3.Connection:
         ) from None
     if check != "ok":
         raise FeedbackError(f"request log {path} is damaged ({check}). No span written")
-    if info.get("format") != request_log.FORMAT:
+    if info.get("format") not in READABLE_FORMATS:
         raise FeedbackError(
             f"{path} is not a request log of this server (format {info.get('format')!r}, "
-            f"expected {request_log.FORMAT!r})"
+            f"expected one of {', '.join(map(repr, READABLE_FORMATS))})"
         )
     # cid(): the id to join on, NULL if missing or malformed; malformed_id(): which it was.
     connection.create_function("cid", 1, _log_id, deterministic=True)
     connection.create_function("malformed_id", 1, _malformed_log_id, deterministic=True)
+    # `served`: the rows whose answer a client got. A shadow's copy (v2's shadow = 1) repeats
+    # a served request scored by another version: training on it would count that complaint
+    # twice, so every query of the loop reads this view, never the table.
+    shadowed = "shadow" in {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
+    where = " WHERE shadow = 0" if shadowed else ""
+    connection.execute(f"CREATE TEMP VIEW served AS SELECT * FROM main.predictions{where}")
     return connection
 
 
@@ -124,7 +132,7 @@ class LogFile:
     def read(cls, connection: sqlite3.Connection, path: Path) -> LogFile:
         count, without, first, last, since, until = connection.execute(
             "SELECT COUNT(*), TOTAL(cid(complaint_id) IS NULL AND NOT malformed_id(complaint_id)), "
-            "MIN(id), MAX(id), MIN(received_at), MAX(received_at) FROM predictions"
+            "MIN(id), MAX(id), MIN(received_at), MAX(received_at) FROM served"
         ).fetchone()
         mode = connection.execute(
             "SELECT value FROM log_info WHERE key = 'log_features'"

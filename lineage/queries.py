@@ -12,7 +12,7 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import names
-from pipeline.metadata import artifacts, evaluations
+from pipeline.metadata import artifacts, decisions, evaluations
 from pipeline.metadata.store import (
     INPUT_EVENTS,
     OUTPUT_EVENTS,
@@ -217,7 +217,11 @@ def trace(store: mlmd.MetadataStore, reference: str) -> dict:
             "fairness": _fairness_json(evaluation.uri),
         },
         "pushed": [
-            {"id": p.id, "destination": pushed_destination(p)}
+            {
+                "id": p.id,
+                "destination": pushed_destination(p),
+                "rollout_decisions": decisions.rollout_decisions(store, p.id),
+            }
             for p in model_pushes(store, model.id)
         ],
         "schema_difference": _schema_difference(store, execution_run_id(store, trainer.id)),

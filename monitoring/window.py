@@ -25,6 +25,7 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # before an
 
 COLUMNS = "id, received_at, model_name, model_version, features, unknown_features, "
 COLUMNS += "dispute_probability"
+SHADOW = 7  # a row's last column: 1 for a shadow's copy (format 2), whose answer was not returned
 
 
 def parse_time(text: str, what: str) -> datetime.datetime:
@@ -72,16 +73,17 @@ def read_window(files: list[Path], since: str, until: str, last: int | None):
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
                 info = dict(connection.execute("SELECT key, value FROM log_info"))
-                if info.get("format") != request_log.FORMAT:
+                if info.get("format") not in request_log.READABLE_FORMATS:
                     raise MonitorError(
-                        f"{path} is a log of format {info.get('format')!r}, not "
-                        f"{request_log.FORMAT!r}"
+                        f"{path} is a log of format {info.get('format')!r}, not one of "
+                        f"{', '.join(map(repr, request_log.READABLE_FORMATS))}"
                     )
                 settings.add(info.get("log_features", "all"))
+                shadow = "0" if info["format"] == request_log.FORMAT_V1 else "shadow"
                 total += connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
                 rows += connection.execute(
-                    f"SELECT {COLUMNS} FROM predictions WHERE received_at >= ? AND received_at < ?"
-                    f" ORDER BY received_at DESC, id DESC{limit}",
+                    f"SELECT {COLUMNS}, {shadow} FROM predictions WHERE received_at >= ? AND "
+                    f"received_at < ? ORDER BY received_at DESC, id DESC{limit}",
                     (since, until),
                 ).fetchall()
         except sqlite3.Error as error:
@@ -91,9 +93,11 @@ def read_window(files: list[Path], since: str, until: str, last: int | None):
 
 
 def select_model(rows: list[tuple], name: str | None, version: int | None):
-    """The rows of one served model version: the asked one, else the newest row's."""
-    name = name or rows[0][2]
-    version = version or next((row[3] for row in rows if row[2] == name), None)
+    """The rows of one served model version: the asked one, else the newest served row's (a
+    shadow's copies are its version's rows too, but a shadow is not what serves)."""
+    served = [row for row in rows if not row[SHADOW]] or rows
+    name = name or served[0][2]
+    version = version or next((row[3] for row in served if row[2] == name), None)
     chosen = [row for row in rows if row[2] == name and row[3] == version]
     others: dict[str, int] = {}
     for row in rows:

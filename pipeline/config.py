@@ -22,6 +22,8 @@ SCHEMA_FILE = PROJECT_ROOT / "pipeline" / "schema" / "schema.pbtxt"
 SPAN_TOKEN = "{SPAN}"
 MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"
 BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+# How a newly pushed version enters serving (monitoring/continuous.py): replace is TF Serving's.
+ROLLOUT_MODES = ("replace", "canary", "shadow")
 # Slices with fewer test examples are listed by name and count, not shown with metrics: even
 # the interval of a handful of examples is unreliable, and AUC undefined with one class.
 MIN_SLICE_EXAMPLES = 20
@@ -142,6 +144,43 @@ class PipelineConfig:
     )
     extra_beam_args: tuple[str, ...] = _option(
         (), "further Beam pipeline argument, e.g. --beam-arg=--runner=DataflowRunner (repeatable)"
+    )
+    mlflow_tracking_uri: str = _option(
+        "",
+        "after each run, log it to MLflow (docs/mlflow.md): a tracking server "
+        "(http://HOST:5000), or 'local' for a store under --output-dir/mlruns; empty: off",
+    )
+    rollout: str = _option(
+        "replace",
+        "how a newly pushed version enters serving: replace (the server's latest policy swaps "
+        "to it), canary (a share of traffic) or shadow (scores copies of requests), by the "
+        "rollout of --rollout-model-config and --rollout-file (docs/ab-testing.md)",
+        choices=ROLLOUT_MODES,
+    )
+    rollout_canary_percent: float = _option(
+        10.0,
+        "with --rollout canary: the share of traffic the new version takes",
+        bounds.Range(0.0, 100.0, above=True, meaning="percent of traffic"),
+    )
+    rollout_shadow_fraction: float = _option(
+        1.0,
+        "with --rollout shadow: the share of requests the new version scores a copy of",
+        bounds.fraction("a share of requests", above=True),
+    )
+    rollout_model_config: str = _option(
+        "",
+        "TF Serving's model config the server reads (--model_config_file), rewritten when a "
+        "version enters; empty: <output-dir>/models.config",
+    )
+    rollout_file: str = _option(
+        "", "the server's --rollout_file; empty: rollout.json beside the model config"
+    )
+    rollout_server_url: str = _option(
+        "http://127.0.0.1:8501",
+        "the model server asked to reload when a version enters; empty: only write the files",
+    )
+    rollout_token_file: str = _option(
+        "", "the server's bearer token (its --auth_token_file), sent with the reload"
     )
     mysql_host: str = _option(
         "", f"MLMD on MySQL at this host (password from ${MYSQL_PASSWORD_ENV})"

@@ -22,6 +22,10 @@ TRAINING_DAG_NUMBERS = {
     "ct_poke_seconds": ("60", bounds.seconds(86_400, above=True)),
     "ct_wait_seconds": ("3000", bounds.seconds(30 * 86_400, above=True)),
     "ct_train_retries": ("1", bounds.count(0, 100)),
+    # The scheduled A/B judgement of a rollout (python -m monitoring.rollout auto).
+    "abtest_max_auc_drop": ("0.02", bounds.fraction("an AUC difference")),
+    "abtest_min_outcomes": ("100", bounds.count(10, meaning="outcomes")),
+    "abtest_max_error_rate": ("0.05", bounds.fraction("a share of requests")),
 }
 
 

@@ -12,6 +12,14 @@ DAG `cfpb-continuous-training`, on a schedule (CFPB_CT_SCHEDULE, default @hourly
     monitor_traffic    optional (CFPB_MONITOR_REQUEST_LOG set): python -m monitoring on the
                        last day of served requests, a page under OUTPUT_DIR/monitor/; its alert
                        (exit 1) fails the task, which is the alert; "cannot judge" skips it
+    enter_rollout      with CFPB_ROLLOUT=canary or shadow (default replace: no such task): the
+                       version train_and_push pushed enters as canary or shadow next to stable
+                       (python -m monitoring.rollout enter-run); nothing new pushed, nothing done
+    judge_rollout      with a rollout and CFPB_ABTEST_OUTCOMES: on every schedule, new span or
+                       not, python -m monitoring.rollout auto judges the candidate by its error
+                       rate and A/B verdict: promoted (exit 0) succeeds; rolled back (exit 1)
+                       fails the task, which is the alert; keep testing (exit 3) is skipped;
+                       cannot judge (exit 2) fails
 
 The pipeline runs as one task rather than one task per component (runners/airflow_runner.py):
 each Airflow task process pays TensorFlow's and TFX's imports (30-60 s here), so nine tasks
@@ -24,10 +32,19 @@ CFPB_<FIELD> of PipelineConfig (CFPB_INPUT_PATTERN defaults to span-{SPAN}/*.csv
     CFPB_CT_WAIT_SECONDS    how long one run waits for a span before it is skipped (default 3000)
     CFPB_CT_TRAIN_RETRIES   retries of train_and_push (default 1, after 5 minutes)
     CFPB_MONITOR_REQUEST_LOG  the model server's request log folder, to monitor each run
+    CFPB_ROLLOUT            replace (default), canary or shadow; CFPB_ROLLOUT_* as the runner's
+                            --rollout-* flags (the model config, rollout file, server, token)
+    CFPB_ABTEST_OUTCOMES    the outcomes file judge_rollout reads (rewritten as outcomes arrive)
+    CFPB_ABTEST_REQUEST_LOG the server's request log (default: CFPB_MONITOR_REQUEST_LOG, else
+                            OUTPUT_DIR/request_log)
+    CFPB_ABTEST_MAX_AUC_DROP, CFPB_ABTEST_MIN_OUTCOMES, CFPB_ABTEST_MAX_ERROR_RATE  the rule
+                            (defaults 0.02, 100, 0.05); CFPB_ABTEST_CHECK_SKEW=true adds the
+                            monitor's skew alert on the candidate
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import shlex
 import sys
@@ -38,8 +55,9 @@ from airflow.sensors.base import PokeReturnValue
 from airflow.sensors.python import PythonSensor
 
 from data import spans
+from monitoring.continuous import model_config_path, rollout_path
 from pipeline import preflight
-from pipeline.config import SPAN_TOKEN, config_arguments
+from pipeline.config import ROLLOUT_MODES, SPAN_TOKEN, config_arguments
 from runners.airflow_settings import (
     TRAINING_DAG_ID,
     config_from_settings,
@@ -54,7 +72,38 @@ def config():
     found = config_from_settings(input_pattern=spans.SPAN_PATTERN)
     if SPAN_TOKEN not in found.input_pattern:
         raise ValueError(f"CFPB_INPUT_PATTERN must contain {SPAN_TOKEN}: spans are what arrives")
+    if found.rollout not in ROLLOUT_MODES:
+        raise ValueError(f"CFPB_ROLLOUT {found.rollout!r}: one of {', '.join(ROLLOUT_MODES)}")
     return found
+
+
+def store_flags(settings) -> list[str]:
+    """The MLMD store's flags: the served model's lineage is in the pipeline's store."""
+    flags = ["--output-dir", settings.output_dir]
+    if settings.mysql_host:
+        flags += ["--mysql-host", settings.mysql_host, "--mysql-port", str(settings.mysql_port)]
+        flags += ["--mysql-database", settings.mysql_database, "--mysql-user", settings.mysql_user]
+    return flags
+
+
+def judge_arguments(settings, outcomes: str) -> list[str]:
+    """python -m monitoring.rollout auto's flags for the rollout of these settings."""
+    request_log = setting("abtest_request_log") or setting("monitor_request_log")
+    flags = ["--model-config", str(model_config_path(settings))]
+    flags += ["--rollout-file", str(rollout_path(settings))]
+    flags += ["--request-log", request_log or f"{settings.output_dir}/request_log"]
+    flags += ["--outcomes", outcomes]
+    if settings.rollout_server_url:
+        flags += ["--url", settings.rollout_server_url]
+    else:
+        flags.append("--no-reload")
+    if settings.rollout_token_file:
+        flags += ["--token-file", settings.rollout_token_file]
+    for name in ("max_auc_drop", "min_outcomes", "max_error_rate"):
+        flags += [f"--{name.replace('_', '-')}", str(number_setting(f"abtest_{name}"))]
+    if (setting("abtest_check_skew") or "").strip().lower() in ("1", "true", "yes"):
+        flags.append("--check-skew")
+    return flags + store_flags(settings)
 
 
 def pending_span() -> int | None:
@@ -103,8 +152,9 @@ def build_dag() -> DAG:
         )
         train = BashOperator(
             task_id="train_and_push",
+            # A push enters the rollout in its own task (enter_rollout), so the run replaces.
             bash_command=f"{python} -m runners.beam_runner "
-            + shlex.join(config_arguments(settings))
+            + shlex.join(config_arguments(dataclasses.replace(settings, rollout="replace")))
             + " --span {{ ti.xcom_pull(task_ids='wait_for_new_span') }}",
             # A rerun resumes from MLMD's cache, so a transient failure (a killed worker, the
             # MLMD database away) is retried once; a refusal by a gate fails again, quickly.
@@ -114,11 +164,7 @@ def build_dag() -> DAG:
         wait >> train
         request_log = setting("monitor_request_log")
         if request_log:
-            watch = ["--request-log", request_log, "--output-dir", settings.output_dir]
-            if settings.mysql_host:  # the served model's lineage is in the same MLMD
-                watch += ["--mysql-host", settings.mysql_host, "--mysql-port"]
-                watch += [str(settings.mysql_port), "--mysql-database", settings.mysql_database]
-                watch += ["--mysql-user", settings.mysql_user]
+            watch = ["--request-log", request_log, *store_flags(settings)]
             watch += ["--html", f"{settings.output_dir}/monitor/traffic-{{{{ ts_nodash }}}}.html"]
             BashOperator(
                 task_id="monitor_traffic",
@@ -127,7 +173,30 @@ def build_dag() -> DAG:
                 retries=0,  # an alert is an answer, not a failure to retry
                 skip_on_exit_code=2,  # cannot judge (too little traffic): skipped, not an alert
             )
+        if settings.rollout != "replace":
+            rollout_tasks(settings, python, train)
     return dag
+
+
+def rollout_tasks(settings, python: str, train) -> None:
+    """A pushed version enters the rollout; the candidate is judged on every schedule."""
+    enter = BashOperator(
+        task_id="enter_rollout",
+        bash_command=f"{python} -m monitoring.rollout enter-run "
+        + shlex.join(config_arguments(settings)),
+        retries=2,  # another rollout change (judge_rollout) may hold the lock for a moment
+        retry_delay=datetime.timedelta(minutes=1),
+    )
+    train >> enter
+    outcomes = setting("abtest_outcomes")
+    if outcomes:
+        BashOperator(
+            task_id="judge_rollout",
+            bash_command=f"{python} -m monitoring.rollout auto "
+            + shlex.join(judge_arguments(settings, outcomes)),
+            retries=0,  # a rollback is an answer, not a failure to retry
+            skip_on_exit_code=3,  # keep testing: too few outcomes yet
+        )
 
 
 dag = build_dag()

@@ -18,6 +18,7 @@ print(json.dumps({
     "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids),
                           "mode": getattr(t, "mode", None),
                           "soft_fail": getattr(t, "soft_fail", None),
+                          "skip_on_exit_code": getattr(t, "skip_on_exit_code", None),
                           "command": getattr(t, "bash_command", None)} for t in dag.tasks},
     "schedule": str(dag.schedule_interval), "max_active_runs": dag.max_active_runs,
 }))
@@ -113,3 +114,59 @@ def test_tuning_every_run_is_a_setting(tmp_path):
         " --tune" not in show_dag(tmp_path, CFPB_TUNE="false")["tasks"]["train_and_push"]["command"]
     )
     assert " --tune" in show_dag(tmp_path, CFPB_TUNE="true")["tasks"]["train_and_push"]["command"]
+
+
+def test_the_default_rollout_replace_adds_no_task(tmp_path):
+    """The two-command path is unchanged: a push replaces the served version."""
+    found = show_dag(tmp_path, CFPB_ABTEST_OUTCOMES=str(tmp_path / "outcomes.csv"))
+    assert set(found["tasks"]) == {"wait_for_new_span", "train_and_push"}
+
+
+def test_a_canary_rollout_enters_after_the_push_and_is_judged_on_schedule(tmp_path):
+    found = show_dag(
+        tmp_path,
+        CFPB_ROLLOUT="canary",
+        CFPB_ROLLOUT_CANARY_PERCENT="25",
+        CFPB_ROLLOUT_TOKEN_FILE=str(tmp_path / "token.txt"),
+        CFPB_ABTEST_OUTCOMES=str(tmp_path / "outcomes.csv"),
+        CFPB_ABTEST_MAX_AUC_DROP="0.03",
+    )
+    assert found["heavy_imports"] == []
+    tasks = found["tasks"]
+    enter, judge = tasks["enter_rollout"], tasks["judge_rollout"]
+    assert enter["upstream"] == ["train_and_push"] and enter["retries"] == 2
+    assert "-m monitoring.rollout enter-run " in enter["command"]
+    assert "--rollout canary --rollout-canary-percent 25.0" in enter["command"]
+    assert judge["upstream"] == [] and judge["retries"] == 0  # every schedule, new span or not
+    assert judge["skip_on_exit_code"] == [3]  # keep testing: skipped, not failed
+    command = judge["command"]
+    assert "-m monitoring.rollout auto " in command
+    assert f"--model-config {tmp_path / 'out' / 'models.config'}" in command
+    assert f"--rollout-file {tmp_path / 'out' / 'rollout.json'}" in command
+    assert f"--request-log {tmp_path / 'out' / 'request_log'}" in command
+    assert f"--outcomes {tmp_path / 'outcomes.csv'}" in command
+    assert f"--token-file {tmp_path / 'token.txt'}" in command
+    assert "--max-auc-drop 0.03 --min-outcomes 100 --max-error-rate 0.05" in command
+    assert f"--output-dir {tmp_path / 'out'}" in command
+
+
+def test_a_shadow_rollout_without_outcomes_only_enters(tmp_path):
+    found = show_dag(tmp_path, CFPB_ROLLOUT="shadow", CFPB_MONITOR_REQUEST_LOG="/srv/log")
+    assert set(found["tasks"]) == {
+        "wait_for_new_span", "train_and_push", "enter_rollout", "monitor_traffic",
+    }  # fmt: skip
+
+
+def test_a_bad_rollout_setting_is_the_dag_files_import_error(tmp_path):
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "h"), "CFPB_ROLLOUT": "blue-green",
+           "CFPB_DATA_DIR": str(tmp_path)}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", SHOW_DAG], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0 and "CFPB_ROLLOUT" in result.stderr[-2000:]
+
+
+def test_the_run_itself_replaces_and_the_rollout_task_enters(tmp_path):
+    """The runner would also enter the push (enter_after_push); the DAG leaves it to its task."""
+    train = show_dag(tmp_path, CFPB_ROLLOUT="canary")["tasks"]["train_and_push"]
+    assert "--rollout" not in train["command"]
