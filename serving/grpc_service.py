@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
-from serving import grpc_convert
+from serving import grpc_convert, oip_grpc
 from serving.errors import ServingError, invalid
 from serving.routing import Router
 from serving.service import PredictService, bearer_token_matches
@@ -274,6 +274,7 @@ def start_grpc(
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(service.router, token), server
     )
+    oip_grpc.add_to_server(server, service, token)  # the Open Inference Protocol, same port
     server.add_insecure_port(f"{host}:{port}")
     server.start()
     return server

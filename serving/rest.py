@@ -266,6 +266,9 @@ def create_app(
     max_body_bytes: int = 4 * 2**20,
     reload: Callable[[], None] | None = None,
 ) -> Starlette:
-    app = Starlette(routes=ROUTES, exception_handlers={Exception: internal_error})
+    from serving import oip_rest  # the Open Inference Protocol's /v2 routes; it imports this module
+
+    routes = [*oip_rest.ROUTES, *ROUTES]
+    app = Starlette(routes=routes, exception_handlers={Exception: internal_error})
     app.state.rest = RestContext(service, token, max_body_bytes, reload or service.router.reload)
     return app
