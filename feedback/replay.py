@@ -26,6 +26,8 @@ from cli.bounds import SEED, add_number, count
 from models import features
 
 NEW_ID_OFFSET = 900_000_000
+# Complaints per request. A rollout assigns a request's examples to one arm (its first
+# complaint's), so an A/B split of replayed traffic is as fine-grained as this: 1 there.
 BATCH = 50
 
 
@@ -53,11 +55,11 @@ def load_rows(path: Path, limit: int | None, seed: int, new_ids: bool) -> list[d
     return with_ids
 
 
-def replay(url: str, rows: list[dict]) -> int:
+def replay(url: str, rows: list[dict], batch_size: int = BATCH) -> int:
     """Post the rows in batches; returns how many were answered."""
     session, answered = requests.Session(), 0
-    for start in range(0, len(rows), BATCH):
-        batch = rows[start : start + BATCH]
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
         body = {"instances": [{k: r[k] for k in features.RAW_FEATURE_KEYS} for r in batch]}
         response = session.post(f"{url}:predict", json=body, timeout=60)
         if response.status_code != 200:
@@ -88,6 +90,15 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_number(parser, "--limit", bounds=count(), help="replay this many rows, drawn at random")
     add_number(parser, "--seed", bounds=SEED, default=0, help="seed of that draw (default 0)")
+    add_number(
+        parser,
+        "--batch-size",
+        bounds=count(1, 10_000, meaning="complaints per request"),
+        default=BATCH,
+        help="complaints per request (default %(default)s); a traffic split assigns each "
+        "request by its first complaint, so use 1 to split replayed traffic complaint by "
+        "complaint",
+    )
     parser.add_argument(
         "--new-ids", action="store_true", help="number every row as a new complaint"
     )
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         rows = load_rows(args.rows, args.limit, args.seed, args.new_ids)
-        replay(args.url, rows)
+        replay(args.url, rows, args.batch_size)
     except (OSError, ValueError, RuntimeError, requests.RequestException) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -112,8 +112,9 @@ def judge(args, state, token: str | None) -> Verdict:
         )
         found = report["decision"]
         verdict = Verdict(found["decision"], f"A/B verdict: {found['reason']}", "a/b verdict")
-        if found["decision"] == KEEP_TESTING and found["needed"]:
-            verdict.reason += f" (about {found['needed']:,} more outcomes)"
+        needed = found["needed"]
+        if found["decision"] == KEEP_TESTING and needed and "more outcomes" not in found["reason"]:
+            verdict.reason += f" (about {needed:,} more outcomes)"
         if found["decision"] == ROLL_BACK:
             return Verdict(ROLL_BACK, verdict.reason, verdict.trigger, evidence, notes)
     if args.check_skew:

@@ -177,6 +177,25 @@ def test_a_shadow_scores_a_copy_that_is_logged_and_never_awaited(served):
     assert 'serving_shadow_predictions_total{model="cfpb",outcome="ok",version="3"} 1.0' in text
 
 
+def test_requests_the_shadows_version_answered_are_not_copied_to_it(served):
+    config, rollout = served.paths
+    config.write_text(config_text(stable=1, canary=2, shadow=2))  # canary and shadow: one model
+    rollout.write_text(
+        json.dumps(
+            {"model": "cfpb", "split": {"stable": 50, "canary": 50}, "shadow": {"label": "shadow"}}
+        )
+    )
+    served.router.reload()
+    rows = bundled_rows(every=70)[:40]
+    calls = [predict(served, f"r{i}", [row])[0] for i, row in enumerate(rows)]
+    served.manager.stop()
+    served.request_log.close()
+    by_canary = {c.request_id for c in calls if c.arm == "canary"}
+    assert by_canary and len(by_canary) < len(calls)
+    shadowed = {r[0] for r in logged(served) if r[6]}
+    assert shadowed == {c.request_id for c in calls} - by_canary
+
+
 def test_a_failing_shadow_is_counted_and_never_fails_the_primary(served, caplog):
     config, rollout = served.paths
     rollout.write_text(
