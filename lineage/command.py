@@ -5,6 +5,8 @@
     python -m lineage uses data/sample
     python -m lineage diff '#2' '#3'
     python -m lineage export -o lineage.svg
+    python -m lineage mlflow --all --tracking-uri http://127.0.0.1:5000
+    python -m lineage openlineage --all -o events.jsonl
 
 Tables for people; --json for machines. The store is the one the runners use: SQLite under
 --output-dir, or MySQL with --mysql-host (password from $MLMD_MYSQL_PASSWORD).
@@ -28,9 +30,12 @@ from cli.tables import format_table  # noqa: E402
 from lineage import queries  # noqa: E402
 from lineage.diff import diff as diff_runs  # noqa: E402
 from lineage.export import EXPORT_FORMATS, export  # noqa: E402
+from lineage.mlflow_backfill import add_mlflow_arguments, backfill  # noqa: E402
+from lineage.openlineage_export import add_openlineage_arguments, emit_events  # noqa: E402
 from pipeline import preflight  # noqa: E402
 from pipeline.components.fairness import estimate_text  # noqa: E402
 from pipeline.config import PipelineConfig, add_config_arguments  # noqa: E402
+from pipeline.metadata import decisions  # noqa: E402
 from pipeline.metadata.store import LineageError, connect, pipeline_names, run_ids  # noqa: E402
 
 STORE_FIELDS = (
@@ -74,6 +79,12 @@ def make_parser() -> argparse.ArgumentParser:
         required=True,
         help=f"file to write; its suffix picks the format ({', '.join(EXPORT_FORMATS)})",
     )
+    mlflow = commands.add_parser("mlflow", help="log runs to MLflow from MLMD (docs/mlflow.md)")
+    add_mlflow_arguments(mlflow)
+    openlineage = commands.add_parser(
+        "openlineage", help="runs as OpenLineage events (docs/openlineage.md)"
+    )
+    add_openlineage_arguments(openlineage)
     return parser
 
 
@@ -150,6 +161,7 @@ def show_trace(store, args) -> str | dict:
     ]
     for pushed in found["pushed"]:
         lines.append(f"Pushed (artifact {pushed['id']}) to {pushed['destination']}")
+        lines += decisions.decision_lines(pushed["rollout_decisions"])
     evaluation = found["evaluation"]
     if evaluation:
         metrics = ", ".join(
@@ -171,8 +183,8 @@ def show_trace(store, args) -> str | dict:
             lines += ["  " + line for line in fairness.format_report(report).splitlines()]
             lines += [f"  refused: {reason}" for reason in report.refusals]
     lines += [
-        f"Training: {training['train_steps']} steps, validation on "
-        f"{', '.join(training.get('validation_splits') or ['eval'])}, "
+        f"Training: {training['train_steps']} steps, validated on the "
+        f"{', '.join(training.get('validation_splits') or ['eval'])} split, "
         f"seed {training.get('seed')}, models/ fingerprint {training.get('code_fingerprint')}",
         f"  hyperparameters ({_hyperparameters_origin(found)}): "
         + ", ".join(f"{k}={v}" for k, v in training["hyperparameters"].items()),
@@ -280,6 +292,8 @@ COMMANDS = {
     "uses": show_uses,
     "diff": show_diff,
     "export": export,
+    "mlflow": backfill,
+    "openlineage": emit_events,
 }
 
 

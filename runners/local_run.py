@@ -195,6 +195,16 @@ def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
     print(f"\nPipeline finished in {time.monotonic() - started:.1f}s\n")
     run_id = lineage_store.run_ids(store, config.pipeline_name)[-1]
     print(report.run_report(store, run_id))
+    if config.mlflow_tracking_uri:  # a view of MLMD: its failure is one line, not the run's
+        from lineage.mlflow_log import log_after_run
+
+        print(f"\n{log_after_run(config, store, run_id)}")
+    if config.rollout != "replace":  # the pushed version enters as canary or shadow
+        from monitoring.continuous import enter_after_push
+
+        entered = enter_after_push(config, store, run_id)
+        print(f"\n{entered}")
+        return 1 if entered and entered.startswith("error:") else 0
     return 0
 
 
