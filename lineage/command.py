@@ -36,7 +36,12 @@ from pipeline import preflight  # noqa: E402
 from pipeline.components.fairness import estimate_text  # noqa: E402
 from pipeline.config import PipelineConfig, add_config_arguments  # noqa: E402
 from pipeline.metadata import decisions  # noqa: E402
-from pipeline.metadata.store import LineageError, connect, pipeline_names, run_ids  # noqa: E402
+from pipeline.metadata.store import (  # noqa: E402
+    LineageError,
+    connect,
+    pipeline_names,
+    resolve_run,
+)
 
 STORE_FIELDS = (
     "output_dir",
@@ -105,22 +110,6 @@ def open_store(args: argparse.Namespace):
         return connect(connection)
     except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
         raise LineageError(f"cannot open the MLMD store: {error}") from None
-
-
-def resolve_run(store, pipeline_name: str, reference: str) -> str:
-    known = run_ids(store, pipeline_name)
-    if not known:
-        raise LineageError(f"pipeline {pipeline_name} has no runs in this store yet")
-    if reference.startswith("#"):
-        number = reference[1:]
-        if not number.isdigit() or not 1 <= int(number) <= len(known):
-            raise LineageError(
-                f"{reference}: pipeline {pipeline_name} has runs #1 to #{len(known)}"
-            )
-        return known[int(number) - 1]
-    if reference not in known:
-        raise LineageError(f"no run {reference!r} of pipeline {pipeline_name} (see 'runs')")
-    return reference
 
 
 def when(milliseconds: int) -> str:

@@ -12,7 +12,7 @@ import os
 
 from lineage.mlflow_log import FAILED, LOCAL, MlflowLogError, log_run, server_labels
 from lineage.mlflow_log import tracking_uri_for as resolve_tracking_uri
-from pipeline.metadata.store import LineageError, run_ids
+from pipeline.metadata.store import LineageError, resolve_run, run_ids
 
 
 def add_mlflow_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +41,6 @@ def add_mlflow_arguments(parser: argparse.ArgumentParser) -> None:
 
 def backfill(store, args) -> str | list:
     """Log one run, or every finished run, from MLMD; one line per run."""
-    from lineage.command import resolve_run
-
     if args.all:
         runs = run_ids(store, args.pipeline_name)
         if not runs:

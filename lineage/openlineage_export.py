@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from lineage.export import _destination_problem
-from pipeline.metadata.store import LineageError, run_ids
+from pipeline.metadata.store import LineageError, resolve_run, run_ids
 
 API_KEY_ENV = "OPENLINEAGE_API_KEY"  # sent as a bearer token, never given as a flag
 # Few retries: a receiver that is down should be reported in seconds, not minutes.
@@ -51,8 +51,6 @@ def add_openlineage_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def selected_runs(store, args) -> list[str]:
-    from lineage.command import resolve_run
-
     known = run_ids(store, args.pipeline_name)
     if not known:
         raise LineageError(f"pipeline {args.pipeline_name} has no runs in this store yet")

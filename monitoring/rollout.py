@@ -79,7 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
         enter,
         "--shadow-fraction",
         bounds=fraction("a share of requests", above=True),
-        help="share of the stable's requests it scores a copy of",
+        help="share of the requests another version answers that it scores a copy of",
     )
     enter.add_argument(
         "--base-path",

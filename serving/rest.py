@@ -20,7 +20,6 @@ import grpc
 import numpy as np
 import orjson
 from google.protobuf import json_format
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -258,17 +257,3 @@ ROUTES = [
     Route("/v1/admin/reload", reload_endpoint, methods=["POST"]),
     Route("/{path:path}", not_found_endpoint, methods=["GET", "POST", "PUT", "DELETE"]),
 ]
-
-
-def create_app(
-    service: PredictService,
-    token: str | None = None,
-    max_body_bytes: int = 4 * 2**20,
-    reload: Callable[[], None] | None = None,
-) -> Starlette:
-    from serving import oip_rest  # the Open Inference Protocol's /v2 routes; it imports this module
-
-    routes = [*oip_rest.ROUTES, *ROUTES]
-    app = Starlette(routes=routes, exception_handlers={Exception: internal_error})
-    app.state.rest = RestContext(service, token, max_body_bytes, reload or service.router.reload)
-    return app

@@ -23,7 +23,7 @@ from serving.grpc_service import start_grpc
 from serving.metrics import Metrics
 from serving.options import Options
 from serving.request_log import RequestLog
-from serving.rest import create_app
+from serving.rest_app import create_app
 from serving.rollout import RolloutError
 from serving.routing import Router
 from serving.service import PredictService

@@ -283,3 +283,20 @@ def _span(item: metadata_store_pb2.Artifact) -> int | None:
         if "span" in properties:
             return properties["span"].int_value
     return None
+
+
+def resolve_run(store: mlmd.MetadataStore, pipeline_name: str, reference: str) -> str:
+    """A run id from a reference: the id itself, or #N, the Nth run of the pipeline."""
+    known = run_ids(store, pipeline_name)
+    if not known:
+        raise LineageError(f"pipeline {pipeline_name} has no runs in this store yet")
+    if reference.startswith("#"):
+        number = reference[1:]
+        if not number.isdigit() or not 1 <= int(number) <= len(known):
+            raise LineageError(
+                f"{reference}: pipeline {pipeline_name} has runs #1 to #{len(known)}"
+            )
+        return known[int(number) - 1]
+    if reference not in known:
+        raise LineageError(f"no run {reference!r} of pipeline {pipeline_name} (see 'runs')")
+    return reference

@@ -26,7 +26,7 @@ from serving.batching import Batcher
 from serving.metrics import Metrics
 from serving.oip_grpc import InferenceServicer
 from serving.request_log import RequestLog
-from serving.rest import create_app
+from serving.rest_app import create_app
 from serving.routing import Router
 from serving.servable import FeatureSpec, Signature
 from serving.service import PredictService
