@@ -65,8 +65,12 @@ def replay(url: str, rows: list[dict], batch_size: int = BATCH) -> int:
         if response.status_code != 200:
             raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
         answered += len(batch)
-        print(f"\rreplayed {answered:,}/{len(rows):,}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+        if sys.stderr.isatty():  # a redrawn line; a log file gets the total only
+            print(f"\rreplayed {answered:,}/{len(rows):,}", end="", file=sys.stderr, flush=True)
+    print(
+        ("\r" if sys.stderr.isatty() else "") + f"replayed {answered:,}/{len(rows):,}",
+        file=sys.stderr,
+    )
     return answered
 
 

@@ -172,9 +172,7 @@ class PipelineConfig:
         "TF Serving's model config the server reads (--model_config_file), rewritten when a "
         "version enters; empty: <output-dir>/models.config",
     )
-    rollout_file: str = _option(
-        "", "the server's --rollout_file; empty: rollout.json beside the model config"
-    )
+    rollout_file: str = _option("", "the server's --rollout_file; empty: beside the model config")
     rollout_server_url: str = _option(
         "http://127.0.0.1:8501",
         "the model server asked to reload when a version enters; empty: only write the files",

@@ -11,6 +11,8 @@ Variables of the same name, with these defaults:
                          MLMD on MySQL (password from $MLMD_MYSQL_PASSWORD); SQLite otherwise
     CFPB_SCHEDULE        cron or preset, e.g. @daily (default: none, runs when triggered)
     CFPB_START_DATE      ISO date of the first run (default 2024-01-01)
+    CFPB_TUNE            a Tuner task in every run (default), or with false the latest tuned
+                         hyperparameters (the search space's defaults until a run has tuned)
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ import datetime
 
 from pipeline.config import redact_passwords_in_logs
 from runners.airflow_settings import config_from_settings, setting
+
+
+def tunes() -> bool:
+    """Whether the DAG has a Tuner task: from the settings alone, never from MLMD.
+
+    Every task parses this file again. The other runners' rule, tune while MLMD holds no tuned
+    hyperparameters, changed the graph as soon as a run's Tuner had published: the Trainer's
+    own parse then waited for a resolver task that run never had, and the run failed.
+    """
+    value = setting("tune")
+    return value is None or value.strip().lower() in ("1", "true", "yes")
 
 
 def build_dag():
@@ -40,7 +53,7 @@ def build_dag():
                 "catchup": False,
             }
         )
-    ).run(create_pipeline(config))
+    ).run(create_pipeline(config, tune=tunes()))
 
 
 DAG = build_dag()

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages the tests need beyond Python: a MariaDB server (MLMD on MySQL), a
-# PostgreSQL server (Airflow's metastore for its real scheduler), Graphviz (lineage pictures)
-# and Chromium (pages are checked as a browser renders them, offline). Installs them with
-# apt-get when missing; the tests start and stop their own throwaway servers.
+# PostgreSQL server (Airflow's metastore for its real scheduler), a Redis server (the broker
+# of Airflow's CeleryExecutor), Graphviz (lineage pictures) and Chromium (pages are checked
+# as a browser renders them, offline). Installs them with apt-get when missing; the tests
+# start and stop their own throwaway servers.
 set -euo pipefail
 missing=()
 command -v mariadbd >/dev/null || missing+=(mariadb-server)
 command -v dot >/dev/null || missing+=(graphviz)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
