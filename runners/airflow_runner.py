@@ -13,14 +13,17 @@ Variables of the same name, with these defaults:
     CFPB_START_DATE      ISO date of the first run (default 2024-01-01)
     CFPB_TUNE            a Tuner task in every run (default), or with false the latest tuned
                          hyperparameters (the search space's defaults until a run has tuned)
+    CFPB_MLFLOW_TRACKING_URI  a last task, log_to_mlflow, logs each run to MLflow from MLMD
 """
 
 from __future__ import annotations
 
 import datetime
+import shlex
+import sys
 
-from pipeline.config import redact_passwords_in_logs
-from runners.airflow_settings import config_from_settings, setting
+from pipeline.config import PipelineConfig, redact_passwords_in_logs
+from runners.airflow_settings import config_from_settings, setting, store_flags
 
 
 def tunes() -> bool:
@@ -45,7 +48,7 @@ def build_dag():
     config = config_from_settings()
     redact_passwords_in_logs()
     start_date = datetime.datetime.fromisoformat(setting("start_date", "2024-01-01"))
-    return AirflowDagRunner(
+    dag = AirflowDagRunner(
         AirflowPipelineConfig(
             airflow_dag_config={
                 "schedule_interval": setting("schedule"),
@@ -54,6 +57,29 @@ def build_dag():
             }
         )
     ).run(create_pipeline(config, tune=tunes()))
+    if config.mlflow_tracking_uri:
+        log_to_mlflow(dag, config)
+    return dag
+
+
+def log_to_mlflow(dag, config: PipelineConfig) -> None:
+    """MLflow is a view of MLMD written after the run (docs/mlflow.md): a task after the last
+    component logs this DAG run, whose Airflow run id is the pipeline's run id in MLMD."""
+    from airflow.operators.bash import BashOperator
+
+    last = [task for task in dag.tasks if not task.downstream_list]
+    command = [sys.executable, "-m", "lineage", *store_flags(config)]
+    command += ["--pipeline-name", config.pipeline_name, "mlflow"]
+    log = BashOperator(
+        task_id="log_to_mlflow",
+        dag=dag,
+        bash_command=shlex.join(command)
+        + " '{{ run_id }}' --tracking-uri "
+        + shlex.quote(config.mlflow_tracking_uri),
+        retries=2,  # a tracking server restarting; the run itself is already in MLMD
+        retry_delay=datetime.timedelta(minutes=1),
+    )
+    last >> log
 
 
 DAG = build_dag()

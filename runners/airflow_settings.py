@@ -66,3 +66,12 @@ def config_from_settings(**defaults) -> PipelineConfig:
     if problems:  # Airflow shows it as the DAG file's import error
         raise ValueError("CFPB_* settings (flag names): " + "; ".join(problems))
     return config
+
+
+def store_flags(settings) -> list[str]:
+    """The MLMD store's flags: the served model's lineage is in the pipeline's store."""
+    flags = ["--output-dir", settings.output_dir]
+    if settings.mysql_host:
+        flags += ["--mysql-host", settings.mysql_host, "--mysql-port", str(settings.mysql_port)]
+        flags += ["--mysql-database", settings.mysql_database, "--mysql-user", settings.mysql_user]
+    return flags

@@ -63,6 +63,7 @@ from runners.airflow_settings import (
     config_from_settings,
     number_setting,
     setting,
+    store_flags,
 )
 
 DAG_ID = TRAINING_DAG_ID
@@ -75,15 +76,6 @@ def config():
     if found.rollout not in ROLLOUT_MODES:
         raise ValueError(f"CFPB_ROLLOUT {found.rollout!r}: one of {', '.join(ROLLOUT_MODES)}")
     return found
-
-
-def store_flags(settings) -> list[str]:
-    """The MLMD store's flags: the served model's lineage is in the pipeline's store."""
-    flags = ["--output-dir", settings.output_dir]
-    if settings.mysql_host:
-        flags += ["--mysql-host", settings.mysql_host, "--mysql-port", str(settings.mysql_port)]
-        flags += ["--mysql-database", settings.mysql_database, "--mysql-user", settings.mysql_user]
-    return flags
 
 
 def judge_arguments(settings, outcomes: str) -> list[str]:
