@@ -1,8 +1,9 @@
-"""Write a file whole or not at all."""
+"""Write a file whole or not at all; hold a lock file while one process changes files."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,3 +29,19 @@ def atomic_write(destination: Path, mode: str = "w", **open_kwargs) -> Iterator[
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock: Path, busy: str, error: type[Exception]) -> Iterator[None]:
+    """Hold `lock` (flock, not waiting) for the block; raise error(busy) if another process
+    holds it, or error(...) naming the file if it cannot be opened."""
+    try:
+        handle = open(lock, "w")  # noqa: SIM115 (held for the whole block)
+    except OSError as problem:
+        raise error(f"cannot lock {lock} ({problem.strerror})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise error(busy) from None
+        yield

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import sqlite3
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.atomic import exclusive_lock
 from data import normalize, prepare, spans
 from data.file_checks import SNIFF_BYTES, ExportError, nul_problem
 from data.spans import sha256_of
@@ -296,18 +295,7 @@ def writable_problem(data_dir: Path) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def locked(data_dir: Path) -> Iterator[None]:
+def locked(data_dir: Path) -> contextlib.AbstractContextManager[None]:
     """One feedback run per data folder at a time (two would pick the same span number)."""
-    try:
-        handle = open(data_dir / LOCK_FILE, "w")  # noqa: SIM115 (held for the whole block)
-    except OSError as error:
-        raise FeedbackError(f"cannot lock {data_dir / LOCK_FILE} ({error.strerror})") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FeedbackError(
-                f"another feedback run is writing to {data_dir}; wait for it"
-            ) from None
-        yield
+    busy = f"another feedback run is writing to {data_dir}; wait for it"
+    return exclusive_lock(data_dir / LOCK_FILE, busy, FeedbackError)

@@ -11,11 +11,9 @@ file beside the rollout file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import requests
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from cli.atomic import exclusive_lock
 from serving.rollout import Rollout, RolloutError
 
 STABLE, CANARY, SHADOW = "stable", "canary", "shadow"  # the labels a rollout here uses
@@ -190,20 +189,12 @@ def reload(url: str, token_file: Path | None) -> str | None:
     return f"the server at {url} refused the reload (HTTP {response.status_code}): {message}"
 
 
-@contextlib.contextmanager
-def locked(rollout_path: Path) -> Iterator[None]:
+def locked(rollout_path: Path) -> contextlib.AbstractContextManager[None]:
     """One rollout change at a time (two would each undo the other's files)."""
     lock = rollout_path.parent / f".{rollout_path.name}.lock"
-    try:
-        handle = open(lock, "w")  # noqa: SIM115 (held for the whole block)
-    except OSError as error:
-        raise ServingChangeError(f"cannot lock {lock} ({error.strerror})") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ServingChangeError(f"another rollout change holds {lock}; wait for it") from None
-        yield
+    return exclusive_lock(
+        lock, f"another rollout change holds {lock}; wait for it", ServingChangeError
+    )
 
 
 def apply(

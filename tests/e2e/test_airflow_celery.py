@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import psycopg2
 import pytest
 from conftest import TINY_RUN_FLAGS, write_quarter_sample
 from support.mariadb_server import mariadb_server
 from support.postgres_server import postgres_server
+from support.process_tree import stop_tree
 from support.redis_server import redis_server
 from support.worker_hostname import WORKER_ENV
 
@@ -69,26 +68,6 @@ def flag_settings(flags: list[str]) -> dict[str, str]:
     """Runner flags as the DAG's CFPB_* settings."""
     pairs = zip(flags[::2], flags[1::2], strict=True)
     return {"CFPB_" + flag.lstrip("-").replace("-", "_").upper(): value for flag, value in pairs}
-
-
-def stop(setup: subprocess.Popen) -> None:
-    """SIGTERM to the script (it stops its workers and scheduler); whatever of its process
-    tree is left after STOP_TIMEOUT_S (a task a worker was still running) is killed by pid."""
-    try:
-        tree = psutil.Process(setup.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        tree = []
-    setup.send_signal(signal.SIGTERM)
-    try:
-        setup.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        setup.kill()
-        setup.wait()
-    for process in tree:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def wait_for_run(database: str, setup: subprocess.Popen, log: Path) -> tuple[str, dict]:
@@ -163,7 +142,7 @@ def celery_run(tmp_path_factory):
             airflow(env, "dags", "trigger", DAG_ID, "--run-id", RUN_ID)
             state, tasks = wait_for_run(metastore.replace("+psycopg2", ""), setup, log)
         finally:
-            stop(setup)
+            stop_tree(setup, STOP_TIMEOUT_S)
         config = PipelineConfig(
             mysql_host=mlmd.host,
             mysql_port=mlmd.port,
