@@ -1,7 +1,7 @@
 """python -m lineage openlineage: runs as OpenLineage events, to a file or an HTTP endpoint.
 
     python -m lineage openlineage --all -o events.jsonl
-    python -m lineage openlineage --run '#3' --url http://localhost:5000
+    python -m lineage openlineage '#3' --url http://localhost:5000
 
 A file gets one event per line (JSON lines), written whole or not at all. An endpoint gets
 them one by one, in order, through openlineage-python's HttpTransport; the first it refuses
@@ -33,7 +33,9 @@ RETRY = {
 
 def add_openlineage_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--run", help="run id, or #N for the N-th run of 'runs' (default: newest)")
+    which.add_argument(
+        "run", nargs="?", help="run id, or #N for the N-th run of 'runs' (default: newest)"
+    )
     which.add_argument("--all", action="store_true", help="every run of the pipeline, oldest first")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--output", help="JSON lines file to write (one event a line)")
