@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 from google.protobuf import json_format
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, status_pb2
 
 from serving.servable import Servable
@@ -65,19 +65,19 @@ def metadata_json(servable: Servable) -> dict:
     }
 
 
-def to_tensor_proto(values: np.ndarray) -> tensor_pb2.TensorProto:
-    """A TensorProto of a numpy output, filled through the typed repeated field (fast)."""
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, values: np.ndarray) -> None:
+    """Write a numpy output into an empty TensorProto, through the typed repeated field (fast),
+    in place: a response's own map entry, with no second proto to build and copy."""
     values = np.asarray(values)
     dtype, field = _NUMPY_TO_TF.get(values.dtype, (None, None))
     if dtype is None:
         import tensorflow as tf
 
-        return tf.make_tensor_proto(values)
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in values.shape]
-        ),
-    )
+        proto.CopyFrom(tf.make_tensor_proto(values))
+        return
+    proto.dtype = dtype
+    proto.tensor_shape.SetInParent()  # present even for a scalar, as before
+    dims = proto.tensor_shape.dim
+    for size in values.shape:
+        dims.add(size=size)
     getattr(proto, field).extend(values.ravel().tolist())
-    return proto

@@ -1,8 +1,8 @@
 """TF Serving's gRPC API: PredictionService and ModelService, from tensorflow-serving-api's protos.
 
-A client built on tensorflow_serving.apis works unchanged. Handlers run on grpc's thread pool
-and block on the same futures the REST handlers await. Request id, served version and unknown
-features go back as trailing metadata (x-request-id, x-model-version, x-unknown-features).
+A client built on tensorflow_serving.apis works unchanged. Request id, served version and
+unknown features go back as trailing metadata (x-request-id, x-model-version,
+x-unknown-features). The server that runs these handlers is serving/grpc_aio.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent import futures
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from tensorflow.core.example import example_pb2
@@ -27,10 +29,10 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
-from serving import grpc_convert, oip_grpc
+from serving import grpc_convert
 from serving.errors import ServingError, invalid
 from serving.routing import Router
-from serving.service import PredictService, bearer_token_matches
+from serving.service import Call, PredictService, bearer_token_matches
 from serving.versions import settings_from_proto
 
 log = logging.getLogger("serving")
@@ -43,14 +45,21 @@ def _metadata(context) -> dict[str, str]:
 
 
 class _Auth:
+    REFUSED = "missing or wrong bearer token"
+
     def __init__(self, token: str | None):
         self._token = token or None
 
-    def check(self, context) -> None:
+    def allows(self, metadata: dict[str, str]) -> bool:
+        if self._token is None:
+            return True
+        return bearer_token_matches(metadata.get("authorization", ""), self._token)
+
+    def check(self, context, metadata: dict[str, str] | None = None) -> None:
         if self._token is None:
             return
-        if not bearer_token_matches(_metadata(context).get("authorization", ""), self._token):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        if not self.allows(_metadata(context) if metadata is None else metadata):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, self.REFUSED)
 
 
 def _examples(request_input) -> list[bytes]:
@@ -98,48 +107,95 @@ def _batch(name: str, tensor) -> list[bytes]:
     return values
 
 
+@dataclass
+class _Request:
+    """One Predict, Classify or Regress call as its handler carries it through the service."""
+
+    started: float
+    api: str
+    spec: Any  # the request's ModelSpec
+    request_id: str = ""
+    call: Call | None = None
+    version_label: str = ""  # for the metrics: the version that answered, once known
+    arm: str = ""
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """The handlers for grpc's thread-pool server: each request waits in its own thread."""
+
     def __init__(self, service: PredictService, token: str | None):
         self.service, self._auth = service, _Auth(token)
 
+    def _begin(self, context, api: str, spec) -> tuple[_Request, dict[str, str]]:
+        request = _Request(time.perf_counter(), api, spec)
+        metadata = _metadata(context)  # read once: auth and request id
+        request.request_id = metadata.get("x-request-id") or uuid.uuid4().hex
+        return request, metadata
+
+    def _queue(self, request: _Request, fill: Callable) -> Future:
+        """Resolve, check and queue an admitted request (raises ServingError)."""
+        spec = request.spec
+        version = spec.version.value if spec.HasField("version") else None
+        call = request.call = self.service.begin(
+            request.request_id,
+            "grpc",
+            spec.name,
+            version,
+            spec.version_label or None,
+            spec.signature_name or None,
+        )
+        request.version_label = str(call.loaded.servable.version)
+        fill(call)
+        return self.service.submit_logged(call)
+
+    @staticmethod
+    def _settled(request: _Request) -> None:
+        """The version that answered (or failed) and the arm, for the metrics."""
+        call = request.call
+        request.version_label, request.arm = str(call.loaded.servable.version), call.arm or ""
+
+    def _observe(self, request: _Request, code: str) -> None:
+        self.service.observe(
+            "grpc",
+            request.api,
+            code,
+            request.spec.name,
+            request.version_label,
+            request.started,
+            request.arm,
+        )
+
+    def _answered(self, request: _Request, context) -> None:
+        call = request.call
+        trailing = [
+            ("x-request-id", request.request_id),
+            ("x-model-version", request.version_label),
+        ]
+        if call.batch.unknown:
+            trailing.append(("x-unknown-features", ",".join(call.batch.unknown)))
+        context.set_trailing_metadata(trailing)
+        self._observe(request, "OK")
+
     def _run(self, context, api: str, spec, fill: Callable) -> tuple:
         """Admit, resolve, check and run one request; (call, outputs) or an aborted context."""
-        started = time.perf_counter()
-        self._auth.check(context)
-        request_id = _metadata(context).get("x-request-id") or uuid.uuid4().hex
-        version_label, arm = "", ""
+        request, metadata = self._begin(context, api, spec)
+        self._auth.check(context, metadata)
         service = self.service
         try:
             service.admit()
             try:
-                version = spec.version.value if spec.HasField("version") else None
-                call = service.begin(
-                    request_id,
-                    "grpc",
-                    spec.name,
-                    version,
-                    spec.version_label or None,
-                    spec.signature_name or None,
-                )
-                version_label = str(call.loaded.servable.version)
-                fill(call)
-                future = service.submit_logged(call)
-                error = future.exception()  # waits
-                version_label, arm = str(call.loaded.servable.version), call.arm or ""
-                if error is not None:
-                    raise error
-                outputs = future.result()
+                future = self._queue(request, fill)
+                try:
+                    outputs = future.result()  # waits; raises the request's ServingError
+                finally:
+                    self._settled(request)
             finally:
                 service.release()
         except ServingError as error:
-            service.observe("grpc", api, error.code.name, spec.name, version_label, started, arm)
+            self._observe(request, error.code.name)
             context.abort(error.code, error.message)
-        trailing = [("x-request-id", request_id), ("x-model-version", version_label)]
-        if call.batch.unknown:
-            trailing.append(("x-unknown-features", ",".join(call.batch.unknown)))
-        context.set_trailing_metadata(trailing)
-        service.observe("grpc", api, "OK", spec.name, version_label, started, arm)
-        return call, outputs
+        self._answered(request, context)
+        return request.call, outputs
 
     @staticmethod
     def _spec(response_spec, call) -> None:
@@ -147,7 +203,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response_spec.version.value = call.loaded.servable.version
         response_spec.signature_name = call.signature.name
 
-    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+    def _predict_fill(self, request) -> Callable:
         def fill(call) -> None:
             name = call.signature.input_name
             if set(request.inputs) != {name}:
@@ -157,19 +213,27 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
             self.service.parse_serialized(call, _batch(name, request.inputs[name]))
 
-        call, outputs = self._run(context, "predict", request.model_spec, fill)
+        return fill
+
+    def _predict_response(self, request, call, outputs) -> predict_pb2.PredictResponse:
         response = predict_pb2.PredictResponse()
         self._spec(response.model_spec, call)
-        wanted = list(request.output_filter) or list(outputs)
-        for name in wanted:
+        for name in list(request.output_filter) or list(outputs):
             if name not in outputs:
-                context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"output_filter: no output {name!r}"
-                )
-            response.outputs[name].CopyFrom(grpc_convert.to_tensor_proto(outputs[name]))
+                raise invalid(f"output_filter: no output {name!r}")
+            grpc_convert.fill_tensor_proto(response.outputs[name], outputs[name])
         return response
 
-    def _example_api(self, request, context, api: str, method: str):
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        call, outputs = self._run(
+            context, "predict", request.model_spec, self._predict_fill(request)
+        )
+        try:
+            return self._predict_response(request, call, outputs)
+        except ServingError as error:
+            context.abort(error.code, error.message)
+
+    def _example_fill(self, request, api: str, method: str) -> Callable:
         def fill(call) -> None:
             if call.signature.definition.method_name != method:
                 raise ServingError(
@@ -180,10 +244,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
             self.service.parse_serialized(call, _examples(request.input))
 
-        return self._run(context, api, request.model_spec, fill)
+        return fill
 
-    def Classify(self, request, context):  # noqa: N802
-        call, outputs = self._example_api(request, context, "classify", CLASSIFY)
+    def _classify_response(self, call, outputs) -> classification_pb2.ClassificationResponse:
         response = classification_pb2.ClassificationResponse()
         self._spec(response.model_spec, call)
         scores, classes = outputs.get("scores"), outputs.get("classes")
@@ -198,13 +261,20 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     item.score = float(scores[index][k])
         return response
 
-    def Regress(self, request, context):  # noqa: N802
-        call, outputs = self._example_api(request, context, "regress", REGRESS)
+    def _regress_response(self, call, outputs) -> regression_pb2.RegressionResponse:
         response = regression_pb2.RegressionResponse()
         self._spec(response.model_spec, call)
         for value in outputs["outputs"].reshape(len(call.batch.serialized), -1)[:, 0]:
             response.result.regressions.add(value=float(value))
         return response
+
+    def Classify(self, request, context):  # noqa: N802
+        fill = self._example_fill(request, "classify", CLASSIFY)
+        return self._classify_response(*self._run(context, "classify", request.model_spec, fill))
+
+    def Regress(self, request, context):  # noqa: N802
+        fill = self._example_fill(request, "regress", REGRESS)
+        return self._regress_response(*self._run(context, "regress", request.model_spec, fill))
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         self._auth.check(context)
@@ -251,30 +321,3 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 status_pb2.StatusProto(error_code=error.code.value[0], error_message=error.message)
             )
         return response
-
-
-def start_grpc(
-    host: str,
-    port: int,
-    service: PredictService,
-    token: str | None,
-    max_message_bytes: int,
-    threads: int = 16,
-) -> grpc.Server:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(service, token), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(service.router, token), server
-    )
-    oip_grpc.add_to_server(server, service, token)  # the Open Inference Protocol, same port
-    server.add_insecure_port(f"{host}:{port}")
-    server.start()
-    return server

@@ -19,7 +19,7 @@ import uvloop
 
 from serving.batching import Batcher
 from serving.errors import ServingError
-from serving.grpc_service import start_grpc
+from serving.grpc_aio import start_grpc
 from serving.metrics import Metrics
 from serving.options import Options
 from serving.request_log import RequestLog
