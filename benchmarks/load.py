@@ -36,11 +36,14 @@ request = function()
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
 end
 """
+# A client's think time between an answer and its next request (ms): a paced load the server
+# can carry, where a closed loop without it keeps every core busy.
+WRK_THINK = "delay = function() return %d end\n"
 
 
-def wrk(url: str, bodies_file: str, connections: int, seconds: float) -> dict:
+def wrk(url: str, bodies_file: str, connections: int, seconds: float, think_ms: int = 0) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % bodies_file)
+        script.write(WRK_SCRIPT % bodies_file + (WRK_THINK % think_ms if think_ms else ""))
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--latency", "-s", script.name,
          url],

@@ -17,7 +17,9 @@ hits both. `--only grpc` runs just those; `--server-project` serves from another
 The rollout rows (issue 26) serve the model as three versions labelled stable, canary and
 candidate, and compare REST concurrency 8 without a rollout, with a split (stable 90 / canary
 10, by complaint id) and with the split plus a shadow scoring a copy of every request
-(fraction 1.0). `--only rollout` runs just those, alternating the three servers `--rounds`
+(fraction 1.0), each as a closed loop (every core busy: the copies' CPU is the primary's wait)
+and paced by a think time between requests (a load the server carries, with idle CPU for the
+copies; wrk only). `--only rollout` runs just those, alternating the three servers `--rounds`
 times (the machine is shared: a slow minute then hits every setting) and reporting medians.
 """
 
@@ -44,6 +46,7 @@ from common import PROJECT_ROOT, machine, markdown_table, pushed_model, serializ
 
 from pipeline.config import DEFAULT_OUTPUT_DIR
 
+THINK_MS = 8  # the paced rollout rows: 8 clients, each waiting this long between requests
 SPLIT = {"model": "cfpb", "split": {"stable": 90, "canary": 10}}
 ROLLOUTS = {
     "no rollout": None,
@@ -187,7 +190,8 @@ def prepare(records: list[bytes], workdir: Path) -> dict[str, str]:
 
 
 def rollout_rows(model_dir: str, workdir: Path, bodies: str, seconds: float, rounds: int):
-    """REST concurrency 8 with no rollout, a split, and a split with a shadow: table rows."""
+    """REST concurrency 8 with no rollout, a split, and a split with a shadow: table rows, once
+    as a closed loop (every core busy) and once paced by a think time (wrk only)."""
     base_path = workdir / "rollout_model"
     labels = {"stable": 1, "canary": 2, "candidate": 3}
     for version in labels.values():
@@ -198,7 +202,9 @@ def rollout_rows(model_dir: str, workdir: Path, bodies: str, seconds: float, rou
         f'model_config_list {{ config {{ name: "cfpb" base_path: "{base_path}" '
         f"model_version_policy {{ all {{}} }} {listed} }} }}\n"
     )
-    results: dict[str, list[dict]] = {name: [] for name in ROLLOUTS}
+    loads = {"closed loop": 0, f"{THINK_MS} ms think time": THINK_MS if shutil.which("wrk") else 0}
+    loads = {name: think for name, think in loads.items() if think or name == "closed loop"}
+    results = {(load_name, name): [] for load_name in loads for name in ROLLOUTS}
     for _ in range(rounds):
         for index, (name, rollout) in enumerate(ROLLOUTS.items()):
             flags = [f"--model_config_file={config}"]
@@ -207,22 +213,28 @@ def rollout_rows(model_dir: str, workdir: Path, bodies: str, seconds: float, rou
                 path.write_text(json.dumps(rollout))
                 flags.append(f"--rollout_file={path}")
             server = Server(str(base_path), str(workdir), *flags)
-            cpu = server.cpu_seconds()
-            result = load.rest_load(f"{server.url}:predict", bodies, 8, seconds)
-            requests = result["rps"] * seconds
-            result["cpu_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(requests, 1)
-            results[name].append(result)
+            for load_name, think in loads.items():
+                cpu = server.cpu_seconds()
+                url = f"{server.url}:predict"
+                if think:
+                    result = load.wrk(url, bodies, 8, seconds, think_ms=think)
+                else:
+                    result = load.rest_load(url, bodies, 8, seconds)
+                result["cpu_ms"] = (
+                    (server.cpu_seconds() - cpu) * 1000 / max(result["rps"] * seconds, 1)
+                )
+                results[(load_name, name)].append(result)
             server.stop()
-    plain = float(np.median([r["p50"] for r in results["no rollout"]]))
     rows = []
-    for name, runs in results.items():
+    for (load_name, name), runs in results.items():
         median = {
             k: float(np.median([r[k] for r in runs])) for k in ("p50", "p99", "rps", "cpu_ms")
         }
-        change = f"{median['p50'] / plain - 1:+.0%}" if runs is not results["no rollout"] else ""
+        plain = float(np.median([r["p50"] for r in results[(load_name, "no rollout")]]))
+        change = "" if name == "no rollout" else f"{median['p50'] / plain - 1:+.0%}"
         rows.append(
-            [f"REST, concurrency 8, {name}", f"{median['p50']:.2f}", f"{median['p99']:.2f}",
-             f"{median['rps']:,.0f}", f"{median['cpu_ms']:.2f}", change,
+            [f"REST, 8 clients, {load_name}, {name}", f"{median['p50']:.2f}",
+             f"{median['p99']:.2f}", f"{median['rps']:,.0f}", f"{median['cpu_ms']:.2f}", change,
              " / ".join(f"{r['p50']:.2f}" for r in runs),
              sum(r["errors"] for r in runs)]
         )  # fmt: skip
