@@ -14,6 +14,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -39,6 +40,11 @@ def command(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600
     )
+
+
+def shadow_counts(request_log: Path) -> dict[int, int]:
+    with sqlite3.connect(request_log) as log:
+        return dict(log.execute("SELECT shadow, COUNT(*) FROM predictions GROUP BY shadow"))
 
 
 def versions(base: Path) -> list[int]:
@@ -106,11 +112,14 @@ def test_a_worse_candidate_is_rolled_back_on_its_outcomes(tmp_path):
             str(outcomes),
         )
         assert replay.returncode == 0, replay.stderr
-        with sqlite3.connect(server.request_log) as log:
-            logged = dict(log.execute("SELECT shadow, COUNT(*) FROM predictions GROUP BY shadow"))
         with open(rows_file, newline="", encoding="utf-8") as handle:
             sent = len(list(csv.DictReader(handle)))
-        assert logged == {0: sent, 1: sent}  # every request answered once and shadowed once
+        # Every request answered once and shadowed once. The shadow's rows are written after
+        # the answers (nobody waits for them), so the last ones may still be on their way.
+        deadline = time.monotonic() + 30
+        while (logged := shadow_counts(server.request_log)) != {0: sent, 1: sent}:
+            assert time.monotonic() < deadline, (logged, sent)
+            time.sleep(0.2)
 
         # Too few outcomes so far: keep testing, and how many more.
         few = tmp_path / "few.csv"

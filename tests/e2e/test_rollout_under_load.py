@@ -113,10 +113,14 @@ def test_split_shadow_promote_and_rollback_under_load(rollout_server):
     phase2 = Load(url, clients=8, seconds=SECONDS, body_for=body_for).start().join()
     assert codes(phase2).keys() == {200}, codes(phase2)
     assert {version for _, _, version in phase2.results} == {"1", "2"}  # never the shadow's 3
-    time.sleep(1)  # the last copies are scored and logged after their answers
-    new = rows_of(server, "id > ?", first_id)
-    primary = {(r["request_id"], r["instance"]): r for r in new if not r["shadow"]}
-    shadow = {(r["request_id"], r["instance"]): r for r in new if r["shadow"]}
+    deadline = time.monotonic() + 30  # the last copies are scored and logged after answers
+    while True:
+        new = rows_of(server, "id > ?", first_id)
+        primary = {(r["request_id"], r["instance"]): r for r in new if not r["shadow"]}
+        shadow = {(r["request_id"], r["instance"]): r for r in new if r["shadow"]}
+        if len(shadow) >= len(primary) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert set(primary) == set(shadow) and {rid for rid, _ in primary} == phase2.ok_ids()
     for key, row in shadow.items():
         assert (row["model_version"], row["arm"], row["assignment"]) == (3, "candidate", "shadow")
