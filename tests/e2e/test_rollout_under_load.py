@@ -126,12 +126,13 @@ def test_split_shadow_promote_and_rollback_under_load(rollout_server):
         assert (row["model_version"], row["arm"], row["assignment"]) == (3, "candidate", "shadow")
         assert row["complaint_id"] == primary[key]["complaint_id"]
         assert primary[key]["arm"] == arms.get(row["complaint_id"], primary[key]["arm"])
-    metrics = requests.get(server.url.split("/v1/")[0] + "/metrics", timeout=10).text
-    ok = re.search(
-        r'^serving_shadow_predictions_total\{model="cfpb",outcome="ok",version="3"\} (\S+)$',
-        metrics,
-        re.M,
-    )
+    counted = r'^serving_shadow_predictions_total\{model="cfpb",outcome="ok",version="3"\} (\S+)$'
+    while True:  # a copy is counted just after its row is committed
+        metrics = requests.get(server.url.split("/v1/")[0] + "/metrics", timeout=10).text
+        ok = re.search(counted, metrics, re.M)
+        if (ok and float(ok.group(1)) == len(shadow)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert ok and float(ok.group(1)) == len(shadow)
     assert 'outcome="failed"' not in metrics
     for arm, version in (("stable", 1), ("canary", 2)):
