@@ -37,9 +37,10 @@ NODE_EVENT = re.compile(r"(?:node|Component) (\S+) is (running|finished)\.")
 class ProgressPrinter(logging.Handler):
     """Turns TFX's 'node X is running/finished' log lines into one console line each."""
 
-    def __init__(self, total: int, console: TextIO) -> None:
+    def __init__(self, total: int, console: TextIO, interruption: Interruption | None = None):
         super().__init__(logging.INFO)
         self.total, self.done, self.started, self.console = total, 0, {}, console
+        self.interruption = interruption
 
     def emit(self, record: logging.LogRecord) -> None:
         match = NODE_EVENT.search(record.getMessage())
@@ -47,6 +48,8 @@ class ProgressPrinter(logging.Handler):
             return
         node, event = match.groups()
         if event == "running":
+            if self.interruption is not None and self.interruption.signalled:
+                raise KeyboardInterrupt  # a signal a component swallowed: start nothing more
             self.started[node] = time.monotonic()
             print(f"[{self.done + 1:2d}/{self.total}] {node} ...", file=self.console, flush=True)
         else:
@@ -146,14 +149,14 @@ def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
         print(f"error: cannot open the MLMD store: {first_line(error)}", file=sys.stderr)
         return 2
     tfx_pipeline = create_pipeline(config)
-    progress = ProgressPrinter(total=len(tfx_pipeline.components), console=sys.stdout)
+    interruption = Interruption()
+    progress = ProgressPrinter(len(tfx_pipeline.components), sys.stdout, interruption)
     logging.getLogger().addHandler(progress)
     print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
     print(f"Full log: {log_path}", flush=True)
     started = time.monotonic()
     root = str(config.pipeline_root)
     runs_before = set(lineage_store.run_ids(store, config.pipeline_name))
-    interruption = Interruption()
     try:
         cancelled = recovery.cancel_interrupted(store, config.pipeline_name, root)
         if cancelled:
@@ -168,6 +171,8 @@ def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
             interruption.catching(),
         ):
             make_dag_runner(runner).run(tfx_pipeline)
+            if interruption.signalled:  # caught and swallowed inside the last component
+                raise KeyboardInterrupt
     except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 (report any failure plainly)
         this_run = [
             r for r in lineage_store.run_ids(store, config.pipeline_name) if r not in runs_before

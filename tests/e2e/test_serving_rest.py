@@ -200,8 +200,10 @@ def test_metrics_count_requests_by_code_and_version(shared_server):
     text = requests.get(shared_server.url.split("/v1/")[0] + "/metrics", timeout=10).text
     samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                for line in text.splitlines() if line and not line.startswith("#")}  # fmt: skip
-    ok = 'serving_requests_total{api="predict",code="200",model="cfpb",protocol="rest",version="1"}'
-    bad = 'serving_requests_total{api="predict",code="400",model="cfpb",protocol="rest",version=""}'
+    # arm: the label a rollout or the client chose; none here
+    labels = 'api="predict",arm="",code="{code}",model="cfpb",protocol="rest",version="{version}"'
+    ok = "serving_requests_total{" + labels.format(code=200, version=1) + "}"
+    bad = "serving_requests_total{" + labels.format(code=400, version="") + "}"
     assert samples[ok] >= 1 and samples[bad] >= 1
     assert samples['serving_model_version_loaded{model="cfpb",version="1"}'] == 1
     assert samples['serving_request_latency_seconds_count{api="predict",protocol="rest"}'] >= 2
