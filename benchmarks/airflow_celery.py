@@ -79,22 +79,24 @@ def airflow(env: dict, *args: str) -> None:
 
 def task_instances(database: str, run_id: str) -> tuple[str, float, list[tuple]] | None:
     """(state, wall seconds, task rows) once the run has ended, else None."""
-    with psycopg2.connect(database) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT state, start_date, end_date FROM dag_run WHERE dag_id=%s AND run_id=%s",
-            (DAG_ID, run_id),
-        )
-        state, start, end = cursor.fetchone()
-        if state not in ("success", "failed"):
-            connection.close()
-            return None
-        cursor.execute(
-            "SELECT task_id, hostname, queued_dttm, start_date, end_date FROM task_instance "
-            "WHERE dag_id=%s AND run_id=%s ORDER BY start_date",
-            (DAG_ID, run_id),
-        )
-        rows = cursor.fetchall()
-    connection.close()
+    connection = psycopg2.connect(database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT state, start_date, end_date FROM dag_run WHERE dag_id=%s AND run_id=%s",
+                (DAG_ID, run_id),
+            )
+            state, start, end = cursor.fetchone()
+            if state not in ("success", "failed"):
+                return None
+            cursor.execute(
+                "SELECT task_id, hostname, queued_dttm, start_date, end_date FROM task_instance "
+                "WHERE dag_id=%s AND run_id=%s ORDER BY start_date",
+                (DAG_ID, run_id),
+            )
+            rows = cursor.fetchall()
+    finally:
+        connection.close()  # a with-block would commit on it after close: one per poll
     return state, (end - start).total_seconds(), rows
 
 
