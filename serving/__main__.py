@@ -35,8 +35,8 @@ HELP = {
     "max_batch_size": "most examples in one merged model call",
     "batch_timeout_micros": "how long a model call waits for more requests to merge (0: never "
     "waits; merges only what is already queued)",
-    "shadow_batch_timeout_micros": "how long a model call of a rollout's shadow copies waits for "
-    "more copies to merge (nobody waits for their answers; a request that does ends the wait)",
+    "shadow_batch_timeout_micros": "how often a rollout's shadow copies are scored, all those "
+    "queued meanwhile in one model call (nobody waits for their answers)",
     "num_batch_threads": "model calls that may run at once per version",
     "max_enqueued_examples": "examples that may wait for the model before requests get 503",
     "max_request_bytes": "largest REST body or gRPC message; bigger gets 413 / RESOURCE_EXHAUSTED",

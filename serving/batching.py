@@ -5,11 +5,6 @@ else is already queued (up to max_batch_size examples; waiting at most batch_tim
 runs the model once, and hands each request its slice of the outputs. A request never waits for
 company when the queue is empty (batch_timeout 0), so batching only changes anything under load.
 Closing a Batcher finishes what is queued: an unloaded version answers its last requests.
-
-Shadow copies (serving.routing) are submitted `patient`: nobody waits for their answer, so a
-call that starts with one waits up to patience_s for more copies, and scores them all at once
-(one call on 32 examples costs a few single calls). A request someone waits for ends that wait
-as soon as it is queued: copies never hold an answer back.
 """
 
 from __future__ import annotations
@@ -41,7 +36,6 @@ class _Task:
     signature: str
     examples: list[bytes]
     future: Future
-    patient: bool = False  # a shadow copy: its answer is awaited by no one
 
 
 _STOP = object()
@@ -56,10 +50,8 @@ class Batcher:
         max_queued_examples: int = 4096,
         threads: int = 1,
         on_batch: Callable[[int], None] | None = None,
-        patience_s: float = 0.0,
     ):
         self._run, self._max, self._timeout = run, max_batch_size, batch_timeout_s
-        self._patience = max(patience_s, batch_timeout_s)
         self._max_queued, self._on_batch = max_queued_examples, on_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -72,7 +64,7 @@ class Batcher:
         for worker in self._workers:
             worker.start()
 
-    def submit(self, signature: str, examples: list[bytes], patient: bool = False) -> Future:
+    def submit(self, signature: str, examples: list[bytes]) -> Future:
         future: Future = Future()
         with self._lock:
             if self._closed:
@@ -80,7 +72,7 @@ class Batcher:
             if self._queued and self._queued + len(examples) > self._max_queued:
                 raise OverloadedError(f"{self._queued} examples are waiting for the model")
             self._queued += len(examples)
-            self._queue.put(_Task(signature, examples, future, patient))
+            self._queue.put(_Task(signature, examples, future))
         return future
 
     def close(self, wait: bool = True) -> None:
@@ -108,8 +100,7 @@ class Batcher:
             if first is _STOP:
                 return
             tasks, size = [first], len(first.examples)
-            patient = first.patient
-            deadline = time.monotonic() + (self._patience if patient else self._timeout)
+            deadline = time.monotonic() + self._timeout
             while size < self._max:
                 remaining = deadline - time.monotonic()
                 task = self._next(remaining > 0, remaining if remaining > 0 else None)
@@ -123,9 +114,6 @@ class Batcher:
                     break
                 tasks.append(task)
                 size += len(task.examples)
-                if patient and not task.patient:  # someone waits for this one: wait no longer
-                    patient = False
-                    deadline = min(deadline, time.monotonic() + self._timeout)
             with self._lock:
                 self._queued -= size
             self._execute(tasks)

@@ -29,7 +29,7 @@ class Options:
     enable_batching: bool = True
     max_batch_size: int = _number(64, bounds.count(1, 65_536))
     batch_timeout_micros: int = _number(0, bounds.count(0, 60_000_000, "microseconds"))
-    shadow_batch_timeout_micros: int = _number(10_000, bounds.count(0, 60_000_000, "microseconds"))
+    shadow_batch_timeout_micros: int = _number(20_000, bounds.count(0, 60_000_000, "microseconds"))
     num_batch_threads: int = _number(1, bounds.count(1, 256))
     max_enqueued_examples: int = _number(4096, bounds.count(1, 10**8))
     # gRPC's message limit is a signed 32-bit size.

@@ -4,8 +4,8 @@ A request that names a version or a label is served by it (assignment "explicit"
 with a rollout for its model, the request goes to the arm `rollout.arm(key)` ("split"), key being
 the complaint_id of its first example, else the request id; without a rollout, to the latest
 version ("default"). When the rollout has a shadow and `rollout.shadows(key)`, a split or
-default request's examples are also queued on the shadow label's version; that answer is only
-logged (shadow=1), and the primary answer never waits for it.
+default request's examples are also queued for the shadow label's version (serving.shadow_queue);
+that answer is only logged (shadow=1), and the primary answer never waits for it.
 
 The rollout and the labels it was checked against are one snapshot (Routes), replaced whole by
 a reload and read without a lock: a request never pairs a new rollout with old labels. A reload
@@ -26,6 +26,7 @@ from serving.metrics import Metrics
 from serving.request_log import Entry, RequestLog, complaint_id
 from serving.rollout import DEFAULT, EXPLICIT, SHADOW, SPLIT, Rollout, RolloutError
 from serving.servable import Signature
+from serving.shadow_queue import ShadowQueue
 from serving.versions import Loaded, ModelManager, ModelSettings, read_model_config
 
 log = logging.getLogger("serving")
@@ -117,8 +118,15 @@ class Router:
 class Shadows:
     """Copies of requests scored by a shadow version: logged, counted, never answered."""
 
-    def __init__(self, router: Router, request_log: RequestLog | None, metrics: Metrics):
+    def __init__(
+        self,
+        router: Router,
+        request_log: RequestLog | None,
+        metrics: Metrics,
+        queue: ShadowQueue | None = None,
+    ):
         self.router, self.request_log, self.metrics = router, request_log, metrics
+        self.queue = queue or ShadowQueue()
         self._lock = threading.Lock()
         self._failures, self._next_warning = 0, 0.0
 
@@ -139,13 +147,14 @@ class Shadows:
                 return
             signature = loaded.servable.signature(call.signature.name)
             batch = call.batch if same_inputs(signature, call.signature) else call.source(signature)
-            future = loaded.batcher.submit(signature.name, batch.serialized, patient=True)
+            self.queue.put(
+                loaded,
+                signature.name,
+                batch.serialized,
+                lambda done: self._scored(call, label, loaded, signature, batch, started, done),
+            )
         except Exception as error:  # the shadow's problem, never the primary's
             self._failed(call.model, version, error)
-            return
-        future.add_done_callback(
-            lambda done: self._scored(call, label, loaded, signature, batch, started, done)
-        )
 
     def _scored(self, call, label, loaded, signature, batch, started, future) -> None:
         version = loaded.servable.version

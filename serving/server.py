@@ -27,6 +27,7 @@ from serving.rest_app import create_app
 from serving.rollout import RolloutError
 from serving.routing import Router
 from serving.service import PredictService
+from serving.shadow_queue import ShadowQueue
 from serving.versions import ModelManager, ModelSettings, VersionPolicy, read_model_config
 
 log = logging.getLogger("serving")
@@ -81,7 +82,6 @@ def run(options: Options) -> int:
             options.max_enqueued_examples,
             options.num_batch_threads,
             on_batch=metrics.batch_size.observe,
-            patience_s=options.shadow_batch_timeout_micros / 1e6,
         )
 
     manager = ModelManager(
@@ -111,8 +111,19 @@ def run(options: Options) -> int:
         )
         log.info("request log: %s (features: %s)", request_log.path, options.log_features)
     manager.start()  # the first load happens before the ports open, as in TF Serving
+    shadow_queue = ShadowQueue(
+        options.shadow_batch_timeout_micros / 1e6,
+        options.max_batch_size,
+        options.max_enqueued_examples,
+    )
     service = PredictService(
-        manager, request_log, metrics, options.max_instances, options.max_in_flight, router
+        manager,
+        request_log,
+        metrics,
+        options.max_instances,
+        options.max_in_flight,
+        router,
+        shadow_queue,
     )
     if options.rollout_file:
         log.info("rollout: %s", [r.to_json() for r in router.routes.rollouts.values()])
@@ -132,6 +143,7 @@ def run(options: Options) -> int:
     try:
         uvloop.run(_serve(options, service, token, reload, grpc_server))
     finally:
+        shadow_queue.close()  # its last copies are scored and logged before the log closes
         manager.stop()
         if request_log is not None:
             request_log.close()

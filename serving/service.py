@@ -26,6 +26,7 @@ from serving.request_log import Entry, RequestLog
 from serving.rollout import DEFAULT, EXPLICIT, SPLIT
 from serving.routing import Router, Routes, Shadows, assign
 from serving.servable import DEFAULT_SIGNATURE, Signature
+from serving.shadow_queue import ShadowQueue
 from serving.versions import Loaded, ModelManager
 
 log = logging.getLogger("serving")
@@ -79,10 +80,11 @@ class PredictService:
         max_instances: int = 1024,
         max_in_flight: int = 512,
         router: Router | None = None,
+        shadow_queue: ShadowQueue | None = None,
     ):
         self.manager, self.request_log, self.metrics = manager, request_log, metrics
         self.router = router or Router(manager)
-        self.shadows = Shadows(self.router, request_log, metrics)
+        self.shadows = Shadows(self.router, request_log, metrics, shadow_queue)
         self.max_instances, self.max_in_flight = max_instances, max_in_flight
         self._in_flight = 0
         self._lock = threading.Lock()

@@ -91,31 +91,3 @@ def test_requests_past_the_in_flight_limit_get_503():
     assert raised.value.http_status == 503 and "overloaded" in raised.value.message
     service.release()
     service.admit()  # room again
-
-
-def test_shadow_copies_wait_to_merge_but_never_hold_an_answer_back():
-    import time
-
-    calls: list[int] = []
-
-    def model(signature: str, examples: list[bytes]) -> dict:
-        calls.append(len(examples))
-        return {"y": np.array([int(e) for e in examples])}
-
-    batcher = Batcher(model, max_batch_size=64, patience_s=0.5)
-    started = time.monotonic()
-    copies = [batcher.submit("s", [str(i).encode()], patient=True) for i in range(3)]
-    assert [f.result(5)["y"].tolist() for f in copies] == [[0], [1], [2]]
-    assert calls == [3] and time.monotonic() - started >= 0.45  # merged after waiting
-    # A request someone waits for ends the wait at once, and takes the copies along.
-    started = time.monotonic()
-    copy = batcher.submit("s", [b"7"], patient=True)
-    time.sleep(0.05)
-    answer = batcher.submit("s", [b"8"])
-    assert answer.result(5)["y"].tolist() == [8] and copy.result(5)["y"].tolist() == [7]
-    assert calls == [3, 2] and time.monotonic() - started < 0.3
-    # And a request first in the queue never waits for copies.
-    started = time.monotonic()
-    assert batcher.submit("s", [b"9"]).result(5)["y"].tolist() == [9]
-    assert time.monotonic() - started < 0.3
-    batcher.close()
