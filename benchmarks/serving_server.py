@@ -1,7 +1,7 @@
 """The model server (python -m serving) under load: REST and gRPC, next to the in-process ceiling.
 
 .venv/bin/python benchmarks/serving_server.py [--output-dir outputs] [--seconds 10]
-    [--only grpc|rollout] [--rounds 3] [--server-project DIR]
+    [--only grpc|rollout] [--rounds 3] [--server-project DIR] [--before-project DIR]
 
 Serves the latest pushed model of --output-dir on free loopback ports, one server per setting,
 and loads it with single-example requests built from the eval split. REST load comes from wrk
@@ -21,6 +21,8 @@ candidate, and compare REST concurrency 8 without a rollout, with a split (stabl
 and paced by a think time between requests (a load the server carries, with idle CPU for the
 copies; wrk only). `--only rollout` runs just those, alternating the three servers `--rounds`
 times (the machine is shared: a slow minute then hits every setting) and reporting medians.
+`--before-project DIR` adds the split + shadow row served from another checkout to each round,
+so a change to the shadow's path is measured before and after in the same minutes.
 """
 
 from __future__ import annotations
@@ -189,9 +191,17 @@ def prepare(records: list[bytes], workdir: Path) -> dict[str, str]:
     return paths
 
 
-def rollout_rows(model_dir: str, workdir: Path, bodies: str, seconds: float, rounds: int):
+def rollout_rows(
+    model_dir: str,
+    workdir: Path,
+    bodies: str,
+    seconds: float,
+    rounds: int,
+    before: Path | None = None,
+):
     """REST concurrency 8 with no rollout, a split, and a split with a shadow: table rows, once
-    as a closed loop (every core busy) and once paced by a think time (wrk only)."""
+    as a closed loop (every core busy) and once paced by a think time (wrk only); with `before`,
+    also the split with a shadow as that checkout serves it."""
     base_path = workdir / "rollout_model"
     labels = {"stable": 1, "canary": 2, "candidate": 3}
     for version in labels.values():
@@ -204,14 +214,20 @@ def rollout_rows(model_dir: str, workdir: Path, bodies: str, seconds: float, rou
     )
     loads = {"closed loop": 0, f"{THINK_MS} ms think time": THINK_MS if shutil.which("wrk") else 0}
     loads = {name: think for name, think in loads.items() if think or name == "closed loop"}
-    results = {(load_name, name): [] for load_name in loads for name in ROLLOUTS}
+    current = Server.project
+    settings = [(name, rollout, current) for name, rollout in ROLLOUTS.items()]
+    if before is not None:
+        shadowed = list(ROLLOUTS)[-1]
+        settings.append((f"{shadowed}, before ({before.name})", ROLLOUTS[shadowed], before))
+    results = {(load_name, name): [] for load_name in loads for name, _, _ in settings}
     for _ in range(rounds):
-        for index, (name, rollout) in enumerate(ROLLOUTS.items()):
+        for index, (name, rollout, project) in enumerate(settings):
             flags = [f"--model_config_file={config}"]
             if rollout is not None:
                 path = workdir / f"rollout-{index}.json"
                 path.write_text(json.dumps(rollout))
                 flags.append(f"--rollout_file={path}")
+            Server.project = project
             server = Server(str(base_path), str(workdir), *flags)
             for load_name, think in loads.items():
                 cpu = server.cpu_seconds()
@@ -225,13 +241,17 @@ def rollout_rows(model_dir: str, workdir: Path, bodies: str, seconds: float, rou
                 )
                 results[(load_name, name)].append(result)
             server.stop()
+    Server.project = current
     rows = []
     for (load_name, name), runs in results.items():
         median = {
             k: float(np.median([r[k] for r in runs])) for k in ("p50", "p99", "rps", "cpu_ms")
         }
         plain = float(np.median([r["p50"] for r in results[(load_name, "no rollout")]]))
+        split = float(np.median([r["p50"] for r in results[(load_name, list(ROLLOUTS)[1])]]))
         change = "" if name == "no rollout" else f"{median['p50'] / plain - 1:+.0%}"
+        if "shadow" in name:
+            change += f" ({median['p50'] / split - 1:+.0%} vs the split)"
         rows.append(
             [f"REST, 8 clients, {load_name}, {name}", f"{median['p50']:.2f}",
              f"{median['p99']:.2f}", f"{median['rps']:,.0f}", f"{median['cpu_ms']:.2f}", change,
@@ -253,6 +273,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("all", "grpc", "rollout"), default="all")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the alternated rows")
     parser.add_argument("--server-project", help="serve from this checkout (default: this one)")
+    parser.add_argument(
+        "--before-project",
+        help="with --only rollout: also serve split + shadow from this checkout, interleaved",
+    )
     parser.add_argument("--grpc-client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.grpc_client:
@@ -303,7 +327,8 @@ def main() -> None:
             server.stop()
             memory.append([name, f"{idle:.0f}", f"{server.peak_rss:.0f}"])
     if args.only in ("all", "rollout"):
-        rollout = rollout_rows(model_dir, workdir, files["one"], seconds, args.rounds)
+        before = Path(args.before_project).resolve() if args.before_project else None
+        rollout = rollout_rows(model_dir, workdir, files["one"], seconds, args.rounds, before)
     shutil.rmtree(workdir, ignore_errors=True)
 
     rest_client = "wrk 4 (1 thread)" if shutil.which("wrk") else "Python http.client threads"
