@@ -18,6 +18,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from pipeline import names
+from pipeline.metadata import files
 
 OVERALL = names.OVERALL
 NO_VALUE = "(none)"  # how a group of complaints without a value (no tags, say) is named
@@ -174,13 +175,10 @@ def save_report(report: FairnessReport, directory: str) -> None:
 def load_report(evaluation_uri: str) -> FairnessReport | None:
     """The fairness report of an Evaluator output; None for one made before it existed, or
     before reports had intervals."""
-    from tfx.dsl.io import fileio
-
     path = os.path.join(evaluation_uri, FAIRNESS_FILE)
-    if not fileio.exists(path):
+    if not files.exists(path):
         return None
-    with fileio.open(path, "r") as handle:
-        found = json.loads(handle.read())
+    found = json.loads(files.read(path))
     if not isinstance(found.get("overall", {}).get("auc"), list):
         return None  # written before intervals: its numbers would be read wrongly
     return FairnessReport(**found)

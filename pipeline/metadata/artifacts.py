@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import os
 
+from pipeline.metadata import files
+
 DRIFT_SPLIT = "train"
 
 
 def split_names(uri: str) -> list[str]:
     """The splits of an artifact with one 'Split-<name>' folder per split (local, gs://, s3://)."""
-    from tfx.dsl.io import fileio
-
-    names = (name.rstrip("/") for name in fileio.listdir(uri))
+    names = (name.rstrip("/") for name in files.listdir(uri))
     return sorted(n.removeprefix("Split-") for n in names if n.startswith("Split-"))
 
 
 def split_statistics(statistics_uri: str, split: str):
-    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb"))
+    path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+    return statistics_pb2.DatasetFeatureStatisticsList.FromString(files.read(path, "rb"))
 
 
 def split_counts(statistics_uri: str) -> dict[str, int]:
@@ -32,9 +33,10 @@ def split_counts(statistics_uri: str) -> dict[str, int]:
 
 def load_schema_file(path: str):
     """A schema in TFDV's text format: the curated file, or one inside a Schema artifact."""
-    import tensorflow_data_validation as tfdv
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
 
-    return tfdv.load_schema_text(path)
+    return text_format.Parse(files.read(path), schema_pb2.Schema())
 
 
 def load_schema(schema_uri: str):

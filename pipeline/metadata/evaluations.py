@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from pipeline import names
+from pipeline.metadata import files
 
 EVALUATION_FILE = "evaluation.json"
 FORMAT = "cfpb-evaluation/1"
@@ -41,13 +42,10 @@ def save_evaluation(evaluation: Evaluation, uri: str) -> None:
 
 def load_evaluation(uri: str) -> Evaluation | None:
     """The evaluation in a ModelEvaluation folder; None for one written by TFMA."""
-    from tfx.dsl.io import fileio
-
     path = os.path.join(uri, EVALUATION_FILE)
-    if not fileio.exists(path):
+    if not files.exists(path):
         return None
-    with fileio.open(path, "r") as handle:
-        return Evaluation(**json.loads(handle.read()))
+    return Evaluation(**json.loads(files.read(path)))
 
 
 def slice_estimates(uri: str, model: str | None = None) -> dict[str, dict[str, list]]:
