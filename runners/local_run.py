@@ -65,6 +65,13 @@ def make_parser(runner: str) -> argparse.ArgumentParser:
         "MLMD cache.",
     )
     pipeline_config.add_config_arguments(parser)
+    parser.add_argument(
+        "--skip-cache-check",
+        action="store_true",
+        help="start TFX even when nothing changed since the last run (settings, the files they "
+        "name, code, library versions, the MLMD store); by default such a rerun reports that "
+        "run without starting TFX",
+    )
     return parser
 
 
@@ -123,7 +130,8 @@ def make_dag_runner(runner: str):
 
 def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
     parser = make_parser(runner)
-    config = pipeline_config.config_from_arguments(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    config = pipeline_config.config_from_arguments(args)
     for problem in preflight.setting_problems(config) + preflight.output_problems(config):
         parser.error(problem)  # exit 2
     # The lock comes before the data is read, TensorFlow loads or a log file is written, so a
@@ -131,28 +139,41 @@ def main(argv: list[str] | None = None, runner: str = "BeamDagRunner") -> int:
     with exclusive_run(config):
         for problem in preflight.data_problems(config) + preflight.store_problems(config):
             parser.error(problem)
-        return run_locked(config, runner)
+        return run_locked(config, runner, cache_check=not args.skip_cache_check)
 
 
-def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
+def run_locked(
+    config: pipeline_config.PipelineConfig, runner: str, cache_check: bool = True
+) -> int:
     from lineage import report
     from pipeline.metadata import recovery
     from pipeline.metadata import store as lineage_store
+    from runners import cache_check as checks
+
+    try:  # before the graph is built: whether to tune is read from the store
+        store = lineage_store.connect(config.metadata_connection_config())
+    except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
+        print(f"error: cannot open the MLMD store: {first_line(error)}", file=sys.stderr)
+        return 2
+    print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
+    print_id = checks.fingerprint(config)
+    unchanged = checks.unchanged_run(config, store, print_id) if cache_check else None
+    if unchanged:  # before TensorFlow and TFX load: most of a cached rerun's time
+        print(
+            f"Nothing changed since run {unchanged} (settings, the files they name, code, "
+            "library versions, the MLMD store): every component would come from the cache, so "
+            "TFX was not started (--skip-cache-check starts it).\n"
+        )
+        print(report.run_report(store, unchanged))
+        return 0
     from pipeline.pipeline import create_pipeline
 
     previous_handlers = logging.getLogger().handlers[:]
     log_path = log_to_file(Path(config.output_dir))
-    try:  # before the graph is built: whether to tune is read from the store
-        store = lineage_store.connect(config.metadata_connection_config())
-    except Exception as error:  # noqa: BLE001 (MLMD raises its own status errors)
-        logging.getLogger().handlers = previous_handlers
-        print(f"error: cannot open the MLMD store: {first_line(error)}", file=sys.stderr)
-        return 2
     tfx_pipeline = create_pipeline(config)
     interruption = Interruption()
     progress = ProgressPrinter(len(tfx_pipeline.components), sys.stdout, interruption)
     logging.getLogger().addHandler(progress)
-    print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
     print(f"Full log: {log_path}", flush=True)
     started = time.monotonic()
     root = str(config.pipeline_root)
@@ -199,6 +220,7 @@ def run_locked(config: pipeline_config.PipelineConfig, runner: str) -> int:
         logging.getLogger().handlers = previous_handlers  # for callers in the same process
     print(f"\nPipeline finished in {time.monotonic() - started:.1f}s\n")
     run_id = lineage_store.run_ids(store, config.pipeline_name)[-1]
+    checks.record(config, store, run_id, print_id)
     print(report.run_report(store, run_id))
     if config.mlflow_tracking_uri:  # a view of MLMD: its failure is one line, not the run's
         from lineage.mlflow_log import log_after_run

@@ -2,7 +2,8 @@
 
 New data arrives as spans (data/span-N/complaints.csv); six runs share one output folder:
   1 first     span 1: everything executes; a blessed model is pushed
-  2 rerun     nothing changed: every component comes from the cache
+  2 rerun     nothing changed, --skip-cache-check: TFX finds every component in its cache
+    again     nothing changed again: reported from run 2 before TFX starts; no new run
   3 worse     one training step (LocalDagRunner): the model is worse than the blessed one,
               so it is refused and nothing is pushed
   4 killed    span 2 arrives; the run is killed (SIGKILL) while Trainer runs
@@ -130,7 +131,8 @@ def runs(tmp_path_factory):
     config = PipelineConfig(data_dir=data_dir, output_dir=output_dir)
     span_files = [write_rows(before_2016, data_dir / "span-1" / "complaints.csv")]
     first = run_pipeline(data_dir, output_dir)
-    rerun = run_pipeline(data_dir, output_dir)
+    rerun = run_pipeline(data_dir, output_dir, "--skip-cache-check")
+    again = run_pipeline(data_dir, output_dir)
     # Strict: compared by the point estimates, so a one-step model is refused on a test split
     # this small whatever the noise (the paired test has unit tests of its own).
     worse = run_pipeline(
@@ -148,6 +150,7 @@ def runs(tmp_path_factory):
     consoles = {
         "first": first.stdout,
         "rerun": rerun.stdout,
+        "again": again.stdout,
         "worse": worse.stdout,
         "killed": killed,
         "resumed": resumed.stdout,
@@ -262,6 +265,14 @@ def test_rerun_with_nothing_changed_is_fully_cached(runs):
     rerun_states = {k: v for k, v in states(store, config, 2).items() if k not in RESOLVERS}
     assert set(rerun_states.values()) == {"CACHED"}, rerun_states
     assert consoles["rerun"].count(" cached ") >= len(rerun_states)
+
+
+def test_a_rerun_with_nothing_changed_since_a_cached_run_does_not_start_tfx(runs):
+    config, store, consoles, _ = runs
+    rerun_id = lineage.run_ids(store, config.pipeline_name)[1]
+    assert f"Nothing changed since run {rerun_id}" in consoles["again"]
+    assert "Full log" not in consoles["again"]  # no log file: TFX and TensorFlow never loaded
+    assert "Blessed: yes" in consoles["again"]  # run 2's report
 
 
 def test_a_worse_model_is_refused_and_not_pushed(runs):

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.utils.validation import _validate_metric_name, _validate_param_name
-from mlmd_builder import PIPELINE, StoreBuilder, evaluation_slices, pipeline_run
+from support.mlmd_builder import PIPELINE, StoreBuilder, evaluation_slices, pipeline_run
 
 from lineage import command, mlflow_log
 from lineage.mlflow_record import RUN_ID_TAG, evaluation_metrics, metric_names, run_record

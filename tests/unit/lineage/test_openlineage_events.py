@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mlmd_builder import PIPELINE, SAMPLE, StoreBuilder, pipeline_run, sha256
 from openlineage.client.serde import Serde
+from support.mlmd_builder import PIPELINE, SAMPLE, StoreBuilder, pipeline_run, sha256
 
 from lineage import command
 from lineage.openlineage_events import run_events
