@@ -95,7 +95,7 @@ def promoting(state: ServingState, reason: str, trigger: str) -> Change:
     if candidate is None:
         raise ServingChangeError(
             f"nothing to promote: model {state.model} has no canary or shadow label "
-            f"(labels: {', '.join(f'{k} {v}' for k, v in state.labels.items()) or 'none'})"
+            f"(labels: {decisions.label_text(state.labels, sort=False)})"
         )
     version = candidate[1]
     return Change(
@@ -114,7 +114,7 @@ def rolling_back(state: ServingState, reason: str, trigger: str) -> Change:
     if candidate is None or stable is None:
         raise ServingChangeError(
             f"nothing to roll back: model {state.model} has no candidate next to a stable label "
-            f"(labels: {', '.join(f'{k} {v}' for k, v in state.labels.items()) or 'none'})"
+            f"(labels: {decisions.label_text(state.labels, sort=False)})"
         )
     return Change(
         ROLL_BACK,
@@ -198,7 +198,7 @@ def execute(target: Target, store, decide, read=current) -> tuple[Change, str, i
 
 
 def summary(change: Change, applied: str, execution_id: int, target: Target) -> str:
-    labels = ", ".join(f"{k} {v}" for k, v in change.labels.items())
+    labels = decisions.label_text(change.labels, sort=False)  # never "none": stable is set
     return (
         f"{change.decision}: {change.reason}. Labels now {labels}; {target.model_config.name} "
         f"and {target.rollout_file.name} {applied}; recorded as RolloutDecision {execution_id}"

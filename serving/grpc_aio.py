@@ -39,22 +39,13 @@ class AsyncPredictionServicer(PredictionServicer):
 
     async def _arun(self, context, api: str, spec, fill: Callable) -> tuple:
         """_run, awaiting the answer instead of blocking a thread on it."""
-        request, metadata = self._begin(context, api, spec)
-        if not self._auth.allows(metadata):
+        request, allowed = self._begin(context, api, spec)
+        if not allowed:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, _Auth.REFUSED)
-        service = self.service
         try:
-            service.admit()
-            try:
-                future = self._queue(request, fill)
-                try:
-                    outputs = await _answer(future)
-                finally:
-                    self._settled(request)
-            finally:
-                service.release()
+            with self._serving(request, fill) as future:
+                outputs = await _answer(future)
         except ServingError as error:
-            self._observe(request, error.code.name)
             await context.abort(error.code, error.message)
         self._answered(request, context)
         return request.call, outputs

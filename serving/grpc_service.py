@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,11 +127,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, service: PredictService, token: str | None):
         self.service, self._auth = service, _Auth(token)
 
-    def _begin(self, context, api: str, spec) -> tuple[_Request, dict[str, str]]:
+    def _begin(self, context, api: str, spec) -> tuple[_Request, bool]:
+        """The request, and whether its token lets it in (the caller aborts if not)."""
         request = _Request(time.perf_counter(), api, spec)
         metadata = _metadata(context)  # read once: auth and request id
         request.request_id = metadata.get("x-request-id") or uuid.uuid4().hex
-        return request, metadata
+        return request, self._auth.allows(metadata)
 
     def _queue(self, request: _Request, fill: Callable) -> Future:
         """Resolve, check and queue an admitted request (raises ServingError)."""
@@ -176,23 +178,35 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         context.set_trailing_metadata(trailing)
         self._observe(request, "OK")
 
-    def _run(self, context, api: str, spec, fill: Callable) -> tuple:
-        """Admit, resolve, check and run one request; (call, outputs) or an aborted context."""
-        request, metadata = self._begin(context, api, spec)
-        self._auth.check(context, metadata)
+    @contextmanager
+    def _serving(self, request: _Request, fill: Callable) -> Iterator[Future]:
+        """Admit, resolve, check and queue a request, yielding its future to wait on; then note
+        the version that answered and free the slot. A ServingError is observed and re-raised
+        for the caller to abort with (grpc_aio's handlers share this, awaiting the future)."""
         service = self.service
         try:
             service.admit()
             try:
                 future = self._queue(request, fill)
                 try:
-                    outputs = future.result()  # waits; raises the request's ServingError
+                    yield future
                 finally:
                     self._settled(request)
             finally:
                 service.release()
         except ServingError as error:
             self._observe(request, error.code.name)
+            raise
+
+    def _run(self, context, api: str, spec, fill: Callable) -> tuple:
+        """Admit, resolve, check and run one request; (call, outputs) or an aborted context."""
+        request, allowed = self._begin(context, api, spec)
+        if not allowed:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, _Auth.REFUSED)
+        try:
+            with self._serving(request, fill) as future:
+                outputs = future.result()  # waits; raises the request's ServingError
+        except ServingError as error:
             context.abort(error.code, error.message)
         self._answered(request, context)
         return request.call, outputs

@@ -130,8 +130,11 @@ def rollout_decisions(store, pushed_model_id: int) -> list[dict]:
     return found
 
 
-def _labels(labels: dict | None) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted((labels or {}).items())) or "none"
+def label_text(labels: dict | None, sort: bool = True) -> str:
+    """Labels as "canary 2, stable 1", or "none"; sort=False keeps the dict's order (the
+    rollout's messages list stable first, as the decision built them)."""
+    items = list((labels or {}).items())
+    return ", ".join(f"{k} {v}" for k, v in (sorted(items) if sort else items)) or "none"
 
 
 def decision_lines(decisions: list[dict]) -> list[str]:
@@ -144,9 +147,8 @@ def decision_lines(decisions: list[dict]) -> list[str]:
             f"{d['role']}, by {d['trigger']}){state}"
         )
         lines.append(f"    reason: {d['reason']}")
-        lines.append(
-            f"    labels {_labels(d.get('labels_before'))} -> {_labels(d.get('labels_after'))}"
-        )
+        before, after = label_text(d.get("labels_before")), label_text(d.get("labels_after"))
+        lines.append(f"    labels {before} -> {after}")
         for extent in d.get("request_log") or []:
             lines.append(
                 f"    request log {extent['path']} rows {extent['first_row']}-{extent['last_row']}"

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import TINY_RUN_FLAGS, write_quarter_sample
+from conftest import write_quarter_sample
+from support.pipeline_runs import lineage_command, run_pipeline
 
 from lineage.mlflow_record import RUN_ID_TAG
 from pipeline import names
@@ -78,21 +79,6 @@ class MlflowServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-
-
-def run_pipeline(data_dir: Path, output_dir: Path, *flags: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable, str(PROJECT_ROOT / "runners" / "beam_runner.py"),
-        "--data-dir", str(data_dir), "--output-dir", str(output_dir), *TINY_RUN_FLAGS, *flags,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def lineage_command(output_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "lineage", "--output-dir", str(output_dir), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
 
 
 @pytest.fixture(scope="module")

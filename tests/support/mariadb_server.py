@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.process_tree import stop_process
+
 START_TIMEOUT_SECONDS = 60
 
 
@@ -88,8 +90,4 @@ def mariadb_server(folder: Path, database: str = "mlmd") -> Iterator[MariaDB]:
         )
         yield MariaDB("127.0.0.1", port, "root", password, database)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, 60)

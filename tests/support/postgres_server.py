@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from support.mariadb_server import free_port
+from support.process_tree import stop_process
 
 START_TIMEOUT_SECONDS = 60
 
@@ -98,9 +99,5 @@ def postgres_server(database: str = "airflow") -> Iterator[str]:
         # runuser does not pass signals on: pg_ctl stops the server ("fast": clients cut off).
         stop = [str(binaries / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"]
         subprocess.run(_as_postgres(stop), capture_output=True, timeout=60)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, 30, terminate=False)
         shutil.rmtree(folder, ignore_errors=True)

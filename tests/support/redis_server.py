@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from support.mariadb_server import free_port
+from support.process_tree import stop_process
 
 START_TIMEOUT_SECONDS = 30
 
@@ -65,10 +66,5 @@ def redis_server() -> Iterator[str]:
             time.sleep(0.1)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, 30)
         shutil.rmtree(folder, ignore_errors=True)
