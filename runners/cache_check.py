@@ -12,6 +12,9 @@ reuses that run without starting TFX only when
   was recorded after it (nothing TFX's resolvers read has moved),
 - every artifact it produced still exists on disk.
 
+Remote data or schema, rollout entries and MLflow logs are never skipped (`applies`), and a run
+that shared the store with another run records nothing, so the next one goes to TFX.
+
 Otherwise TFX runs as always, and its own cache decides component by component.
 `--skip-cache-check` always starts TFX.
 """
@@ -35,7 +38,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("cli", "data", "models", "pipeline")  # what the pipeline's components run
 LIBRARIES = ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-data-validation",
              "apache-beam", "ml-metadata", "keras-tuner", "tf-keras")  # fmt: skip
-NOT_INPUTS = {"output_dir"}  # where the run writes, not what it reads
+# The settings naming what a run reads (a test keeps this complete). The others that name files
+# are where it writes (output_dir) or serve only --rollout canary|shadow, never skipped.
+INPUT_PATHS = ("data_dir", "schema_file")
 
 
 def record_path(config: pipeline_config.PipelineConfig) -> Path:
@@ -43,25 +48,37 @@ def record_path(config: pipeline_config.PipelineConfig) -> Path:
 
 
 def applies(config: pipeline_config.PipelineConfig) -> bool:
-    """Runs whose result is more than the store's state are never skipped: a remote output
-    (the orchestrator's), a rollout entry or an MLflow log after the push."""
+    """Runs never skipped: remote files (their listing is TFX's to read), and runs whose result
+    is more than the store's state (a rollout entry, an MLflow log after the push)."""
+    remote = [config.output_dir, *(getattr(config, name) for name in INPUT_PATHS)]
     return (
-        not pipeline_config.is_uri(config.output_dir)
+        not any(pipeline_config.is_uri(str(location)) for location in remote)
         and config.rollout == "replace"
         and not config.mlflow_tracking_uri
     )
 
 
-def fingerprint(config: pipeline_config.PipelineConfig) -> str:
+def fingerprint(config: pipeline_config.PipelineConfig) -> str | None:
+    """What the run is built from, as a digest; None when the check does not apply or a file
+    could not be read (a folder changing under the scan, an editor's dangling lock link)."""
+    if not applies(config):
+        return None
+    from pipeline import preflight
+
     digest = hashlib.sha256(FORMAT.encode())
     settings = dataclasses.asdict(config)
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for name, value in sorted(settings.items()):
-        if name not in NOT_INPUTS and isinstance(value, str) and value:
-            digest.update(_files_digest(name, value))
-    for package in CODE_PACKAGES:
-        for path in sorted((PROJECT / package).rglob("*.py")):
-            digest.update(str(path.relative_to(PROJECT)).encode() + path.read_bytes())
+    try:
+        for name in INPUT_PATHS:
+            digest.update(_files_digest(name, Path(settings[name])))
+        # What the input pattern reaches, also outside the data folder, links followed.
+        digest.update(_stats("input files", preflight.input_files(config)))
+        for package in CODE_PACKAGES:
+            for path in sorted((PROJECT / package).rglob("*.py")):
+                if not path.name.startswith("."):
+                    digest.update(str(path.relative_to(PROJECT)).encode() + path.read_bytes())
+    except OSError:
+        return None
     for library in LIBRARIES:
         try:
             digest.update(f"{library}=={importlib.metadata.version(library)}".encode())
@@ -71,16 +88,18 @@ def fingerprint(config: pipeline_config.PipelineConfig) -> str:
     return digest.hexdigest()
 
 
-def _files_digest(name: str, location: str) -> bytes:
-    """What a setting's file or folder holds, by name, size and modification time (TFX's own
-    input fingerprint); nothing for a setting that names no local path."""
-    path = Path(location)
+def _files_digest(name: str, path: Path) -> bytes:
+    """A file, or every file under a folder (symlinked folders followed, as TFX's glob does),
+    by name, size and modification time: stricter than TFX's own input fingerprint."""
     if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-    else:
-        return b""
+        return _stats(name, [path])
+    files = []
+    for folder, _, names in os.walk(path, followlinks=True):
+        files += [Path(folder, file) for file in names]
+    return _stats(name, sorted(files))
+
+
+def _stats(name: str, files: list[Path]) -> bytes:
     lines = [name]
     for file in files:
         stat = file.stat()
@@ -88,7 +107,7 @@ def _files_digest(name: str, location: str) -> bytes:
     return "\n".join(lines).encode()
 
 
-def _newest_execution_id(store) -> int:
+def newest_execution_id(store) -> int:
     from ml_metadata.metadata_store import metadata_store
 
     newest = store.get_executions(
@@ -99,16 +118,30 @@ def _newest_execution_id(store) -> int:
     return newest[0].id if newest else 0
 
 
-def record(config: pipeline_config.PipelineConfig, store, run_id: str, print_id: str) -> None:
-    """After a successful run: what it was built from (never fails the run)."""
-    if not applies(config):
+def record(
+    config: pipeline_config.PipelineConfig,
+    store,
+    run_id: str,
+    print_id: str | None,
+    newest_before: int,
+) -> None:
+    """After a successful run: what it was built from (never fails the run). Nothing is recorded
+    when another run shared the store meanwhile (a MySQL store two folders use): what it added
+    may change this pipeline's next run, so that one goes to TFX."""
+    if print_id is None:
         return
     try:
+        newest = newest_execution_id(store)
+        ours = {step.execution.id for step in lineage_store.run_executions(store, run_id)}
+        since = store.get_executions_by_id(list(range(newest_before + 1, newest + 1)))
+        if any(execution.id not in ours for execution in since):
+            record_path(config).unlink(missing_ok=True)
+            return
         found = {
             "format": FORMAT,
             "fingerprint": print_id,
             "run_id": run_id,
-            "newest_execution_id": _newest_execution_id(store),
+            "newest_execution_id": newest,
         }
         with atomic_write(record_path(config)) as out:
             json.dump(found, out, indent=1)
@@ -116,9 +149,11 @@ def record(config: pipeline_config.PipelineConfig, store, run_id: str, print_id:
         pass
 
 
-def unchanged_run(config: pipeline_config.PipelineConfig, store, print_id: str) -> str | None:
+def unchanged_run(
+    config: pipeline_config.PipelineConfig, store, print_id: str | None
+) -> str | None:
     """The run this one would repeat exactly, or None when TFX must look."""
-    if not applies(config):
+    if print_id is None:
         return None
     try:
         found = json.loads(record_path(config).read_text())
@@ -131,7 +166,7 @@ def unchanged_run(config: pipeline_config.PipelineConfig, store, print_id: str) 
     run_ids = lineage_store.run_ids(store, config.pipeline_name)
     if not run_ids or run_ids[-1] != found.get("run_id"):
         return None
-    if _newest_execution_id(store) != found.get("newest_execution_id"):
+    if newest_execution_id(store) != found.get("newest_execution_id"):
         return None
     for step in lineage_store.run_executions(store, found["run_id"]):
         for artifacts in lineage_store.run_outputs(store, step.execution.id).values():

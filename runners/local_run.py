@@ -158,6 +158,7 @@ def run_locked(
     print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
     print_id = checks.fingerprint(config)
     unchanged = checks.unchanged_run(config, store, print_id) if cache_check else None
+    newest_before = checks.newest_execution_id(store)
     if unchanged:  # before TensorFlow and TFX load: most of a cached rerun's time
         print(
             f"Nothing changed since run {unchanged} (settings, the files they name, code, "
@@ -220,7 +221,7 @@ def run_locked(
         logging.getLogger().handlers = previous_handlers  # for callers in the same process
     print(f"\nPipeline finished in {time.monotonic() - started:.1f}s\n")
     run_id = lineage_store.run_ids(store, config.pipeline_name)[-1]
-    checks.record(config, store, run_id, print_id)
+    checks.record(config, store, run_id, print_id, newest_before)
     print(report.run_report(store, run_id))
     if config.mlflow_tracking_uri:  # a view of MLMD: its failure is one line, not the run's
         from lineage.mlflow_log import log_after_run

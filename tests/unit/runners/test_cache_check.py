@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -27,7 +28,7 @@ def finished(tmp_path):
     run = builder.run("run-1")
     examples = builder.artifact("Examples", "ExampleGen/examples/1")
     builder.execution(run, names.EXAMPLE_GEN, pb.Execution.COMPLETE, outputs=[("ex", examples)])
-    cache_check.record(config, builder.store, "run-1", cache_check.fingerprint(config))
+    cache_check.record(config, builder.store, "run-1", cache_check.fingerprint(config), 0)
     return config, builder, Path(examples.uri)
 
 
@@ -94,3 +95,56 @@ def test_the_record_is_written_whole(finished):
     config, _, _ = finished
     leftovers = [p for p in os.listdir(config.output_dir) if p.endswith(".partial")]
     assert leftovers == [] and cache_check.record_path(config).is_file()
+
+
+def test_a_run_that_shared_the_store_with_another_records_nothing(tmp_path):
+    """A MySQL store two output folders use: what the other run added may change our next run."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "complaints.csv").write_text("complaint_id,product\n1,Mortgage\n")
+    config = PipelineConfig(data_dir=str(data), output_dir=str(tmp_path / "out"))
+    Path(config.output_dir).mkdir()
+    builder = StoreBuilder(Path(config.output_dir))
+    builder.execution(builder.run("run-1"), names.EXAMPLE_GEN, pb.Execution.COMPLETE)
+    builder.execution(builder.run("elsewhere"), names.EVALUATOR, pb.Execution.COMPLETE)
+    cache_check.record(config, builder.store, "run-1", cache_check.fingerprint(config), 0)
+    assert not cache_check.record_path(config).exists()
+
+
+def test_remote_data_is_never_skipped(finished):
+    config, _, _ = finished
+    remote = PipelineConfig(data_dir="gs://bucket/cfpb", output_dir=config.output_dir)
+    assert cache_check.fingerprint(remote) is None
+
+
+def test_a_new_span_in_a_linked_folder_starts_tfx(tmp_path):
+    """Span folders that are symlinks: TFX's glob follows them, so the check must too."""
+    real, data = tmp_path / "real", tmp_path / "data"
+    (real / "span-1").mkdir(parents=True)
+    (real / "span-1" / "c.csv").write_text("complaint_id,product\n1,Mortgage\n")
+    data.mkdir()
+    (data / "span-1").symlink_to(real / "span-1")
+    config = PipelineConfig(
+        data_dir=str(data), output_dir=str(tmp_path / "out"), input_pattern="span-{SPAN}/*.csv"
+    )
+    before = cache_check.fingerprint(config)
+    (real / "span-1" / "c.csv").write_text("complaint_id,product\n1,Mortgage\n2,Payday loan\n")
+    assert before is not None and cache_check.fingerprint(config) != before
+
+
+def test_an_editors_dangling_lock_link_beside_the_code_is_ignored(finished, tmp_path, monkeypatch):
+    config, _, _ = finished
+    project = tmp_path / "project"
+    (project / "pipeline").mkdir(parents=True)
+    (project / "pipeline" / "config.py").write_text("X = 1\n")
+    (project / "pipeline" / ".#config.py").symlink_to("user@host.123")  # Emacs: dangling
+    monkeypatch.setattr(cache_check, "PROJECT", project)
+    assert cache_check.fingerprint(config) is not None
+
+
+def test_every_setting_that_names_a_file_is_an_input_or_never_skipped():
+    named = {
+        f.name for f in dataclasses.fields(PipelineConfig) if f.name.endswith(("_dir", "_file"))
+    }
+    rollout_only = {"rollout_file", "rollout_token_file"}  # read only with --rollout canary|shadow
+    assert named == {*cache_check.INPUT_PATHS, "output_dir", *rollout_only}
