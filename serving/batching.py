@@ -32,7 +32,7 @@ class OverloadedError(Exception):
 
 
 @dataclass
-class _Task:
+class Task:
     signature: str
     examples: list[bytes]
     future: Future
@@ -72,7 +72,7 @@ class Batcher:
             if self._queued and self._queued + len(examples) > self._max_queued:
                 raise OverloadedError(f"{self._queued} examples are waiting for the model")
             self._queued += len(examples)
-            self._queue.put(_Task(signature, examples, future))
+            self._queue.put(Task(signature, examples, future))
         return future
 
     def close(self, wait: bool = True) -> None:
@@ -118,28 +118,38 @@ class Batcher:
                 self._queued -= size
             self._execute(tasks)
 
-    def _execute(self, tasks: list[_Task]) -> None:
-        examples = [e for task in tasks for e in task.examples]
-        try:
-            outputs = self._run(tasks[0].signature, examples)
-            if len(tasks) > 1 and any(
-                np.ndim(v) == 0 or len(v) != len(examples) for v in outputs.values()
-            ):
-                raise ValueError("outputs without a batch dimension cannot be split")
-        except Exception as error:  # one bad request must not fail the others merged with it
-            if len(tasks) == 1:
-                tasks[0].future.set_exception(error)
-                return
-            for task in tasks:
-                self._execute([task])
+    def _execute(self, tasks: list[Task]) -> None:
+        execute(self._run, tasks, self._on_batch)
+
+
+def execute(
+    run: Callable[[str, list[bytes]], Outputs],
+    tasks: list[Task],
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """One model call on the tasks' examples, each task's future given its slice of the outputs
+    (the shadow queue merges its copies the same way)."""
+    examples = [e for task in tasks for e in task.examples]
+    try:
+        outputs = run(tasks[0].signature, examples)
+        if len(tasks) > 1 and any(
+            np.ndim(v) == 0 or len(v) != len(examples) for v in outputs.values()
+        ):
+            raise ValueError("outputs without a batch dimension cannot be split")
+    except Exception as error:  # one bad request must not fail the others merged with it
+        if len(tasks) == 1:
+            tasks[0].future.set_exception(error)
             return
-        if self._on_batch:
-            self._on_batch(len(examples))
-        start = 0
         for task in tasks:
-            end = start + len(task.examples)
-            if len(tasks) == 1:
-                task.future.set_result(outputs)
-            else:
-                task.future.set_result({name: value[start:end] for name, value in outputs.items()})
-            start = end
+            execute(run, [task], on_batch)
+        return
+    if on_batch:
+        on_batch(len(examples))
+    start = 0
+    for task in tasks:
+        end = start + len(task.examples)
+        if len(tasks) == 1:
+            task.future.set_result(outputs)
+        else:
+            task.future.set_result({name: value[start:end] for name, value in outputs.items()})
+        start = end

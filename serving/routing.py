@@ -147,14 +147,13 @@ class Shadows:
                 return
             signature = loaded.servable.signature(call.signature.name)
             batch = call.batch if same_inputs(signature, call.signature) else call.source(signature)
-            self.queue.put(
-                loaded,
-                signature.name,
-                batch.serialized,
-                lambda done: self._scored(call, label, loaded, signature, batch, started, done),
-            )
+            future = self.queue.put(loaded, signature.name, batch.serialized)
         except Exception as error:  # the shadow's problem, never the primary's
             self._failed(call.model, version, error)
+            return
+        future.add_done_callback(
+            lambda done: self._scored(call, label, loaded, signature, batch, started, done)
+        )
 
     def _scored(self, call, label, loaded, signature, batch, started, future) -> None:
         version = loaded.servable.version
