@@ -14,6 +14,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from cli import bounds
 from pipeline import names
+from pipeline.metadata.files import is_remote as is_uri  # one test of "remote", as files read it
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA_DIR = PROJECT_ROOT / "data" / "sample"
@@ -281,10 +282,6 @@ def redact_passwords_in_logs(*handlers: logging.Handler) -> None:
         absl_logger.addFilter(PasswordRedactor())
     for handler in handlers:
         handler.addFilter(PasswordRedactor())
-
-
-def is_uri(location: str) -> bool:
-    return "://" in location
 
 
 def join_location(base: str, name: str) -> str:

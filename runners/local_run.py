@@ -158,7 +158,6 @@ def run_locked(
     print(f"Pipeline {config.pipeline_name}: data {config.data_dir}, output {config.output_dir}")
     print_id = checks.fingerprint(config)
     unchanged = checks.unchanged_run(config, store, print_id) if cache_check else None
-    newest_before = checks.newest_execution_id(store)
     if unchanged:  # before TensorFlow and TFX load: most of a cached rerun's time
         print(
             f"Nothing changed since run {unchanged} (settings, the files they name, code, "
@@ -167,6 +166,7 @@ def run_locked(
         )
         print(report.run_report(store, unchanged))
         return 0
+    newest_before = checks.newest_execution_id(store)  # what this run adds comes after it
     from pipeline.pipeline import create_pipeline
 
     previous_handlers = logging.getLogger().handlers[:]

@@ -16,15 +16,20 @@ from pipeline.config import PipelineConfig
 from runners import cache_check
 
 
-@pytest.fixture
-def finished(tmp_path):
-    """A config, its store with one successful run (its output on disk), and that run recorded."""
+def a_store(tmp_path: Path) -> tuple[PipelineConfig, StoreBuilder]:
+    """A config over one small data file, and an empty MLMD store in its output folder."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "complaints.csv").write_text("complaint_id,product\n1,Mortgage\n")
     config = PipelineConfig(data_dir=str(data), output_dir=str(tmp_path / "out"))
     Path(config.output_dir).mkdir()
-    builder = StoreBuilder(Path(config.output_dir))
+    return config, StoreBuilder(Path(config.output_dir))
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """A config, its store with one successful run (its output on disk), and that run recorded."""
+    config, builder = a_store(tmp_path)
     run = builder.run("run-1")
     examples = builder.artifact("Examples", "ExampleGen/examples/1")
     builder.execution(run, names.EXAMPLE_GEN, pb.Execution.COMPLETE, outputs=[("ex", examples)])
@@ -99,12 +104,7 @@ def test_the_record_is_written_whole(finished):
 
 def test_a_run_that_shared_the_store_with_another_records_nothing(tmp_path):
     """A MySQL store two output folders use: what the other run added may change our next run."""
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "complaints.csv").write_text("complaint_id,product\n1,Mortgage\n")
-    config = PipelineConfig(data_dir=str(data), output_dir=str(tmp_path / "out"))
-    Path(config.output_dir).mkdir()
-    builder = StoreBuilder(Path(config.output_dir))
+    config, builder = a_store(tmp_path)
     builder.execution(builder.run("run-1"), names.EXAMPLE_GEN, pb.Execution.COMPLETE)
     builder.execution(builder.run("elsewhere"), names.EVALUATOR, pb.Execution.COMPLETE)
     cache_check.record(config, builder.store, "run-1", cache_check.fingerprint(config), 0)
