@@ -62,6 +62,18 @@ def test_every_hyperparameter_has_a_default():
     assert trainer.load_hyperparameters(hp.get_config()).values == hp.values
 
 
+def test_autograph_leaves_keras_code_as_written():
+    from tensorflow.python.autograph.impl import conversion
+
+    train_step = tf.keras.Model.train_step
+    assert train_step.__module__.startswith("tf_keras.")
+    assert conversion.is_allowlisted(train_step)
+    model.keep_autograph_out_of_keras()  # a second call adds no second rule
+    from tensorflow.python.autograph.core import config
+
+    assert sum(rule.matches("tf_keras") for rule in config.CONVERSION_RULES) == 1
+
+
 def test_signature_takes_serialized_examples_and_returns_probabilities(signatures, raw_rows):
     default = signatures["serving_default"]
     (input_spec,) = default.structured_input_signature[1].values()
