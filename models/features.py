@@ -67,6 +67,12 @@ DECISION_KEY = "disputed"
 # per example, {"predictions": [0.24]}, as a client written for one output expects.
 PROBABILITY_SIGNATURE = "dispute_probability"
 
+# Every category shares one vocabulary of "<key><CATEGORY_SEPARATOR><value>" terms, with each
+# feature's CATEGORICAL_TOP_K most frequent values: one tf.Transform analyzer instead of one per
+# feature, whose Beam stages were most of Transform's time (benchmarks/README.md).
+CATEGORY_VOCABULARY = "categories"
+CATEGORY_SEPARATOR = "\x1f"  # ASCII unit separator: in no key, and not in CFPB's values
+
 # Vocabulary sizes and the narrative's token window.
 CATEGORICAL_TOP_K = 500
 OOV_BUCKETS = 1

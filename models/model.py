@@ -45,38 +45,43 @@ def hyperparameter_space() -> kt.HyperParameters:
 
 
 def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, int]:
-    """Embedding input sizes per transformed feature, OOV buckets (and text padding) included."""
-    sizes = {
-        features.transformed_name(key): tf_transform_output.vocabulary_size_by_name(
-            features.vocabulary_name(key)
-        )
-        + features.OOV_BUCKETS
-        for key in features.CATEGORY_KEYS
+    """Embedding input sizes (OOV buckets and the narrative's padding included) of the shared
+    category vocabulary and of the narrative's."""
+
+    def size(name: str) -> int:
+        vocabulary = features.vocabulary_name(name)
+        return tf_transform_output.vocabulary_size_by_name(vocabulary) + features.OOV_BUCKETS
+
+    return {
+        features.CATEGORY_VOCABULARY: size(features.CATEGORY_VOCABULARY),
+        features.TEXT_KEY: size(features.TEXT_KEY) + 1,
     }
-    text_vocabulary = tf_transform_output.vocabulary_size_by_name(
-        features.vocabulary_name(features.TEXT_KEY)
-    )
-    sizes[features.transformed_name(features.TEXT_KEY)] = text_vocabulary + features.OOV_BUCKETS + 1
-    return sizes
 
 
 def build_model(hp: kt.HyperParameters, sizes: dict[str, int]) -> tf.keras.Model:
     """Embeddings of every category and the mean embedding of the narrative's words."""
+    # One table for all categories: their terms never overlap (features.CATEGORY_VOCABULARY),
+    # so each feature has rows of its own, as it would in a table of its own.
+    categories = tf.keras.layers.Embedding(
+        sizes[features.CATEGORY_VOCABULARY],
+        hp.get("category_embedding_dim"),
+        name="category_embedding",
+    )
     inputs, encoded = {}, []
     for key in features.CATEGORY_KEYS:
         name = features.transformed_name(key)
         inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
-        embedding = tf.keras.layers.Embedding(
-            sizes[name], hp.get("category_embedding_dim"), name=f"{key}_embedding"
-        )
-        encoded.append(embedding(inputs[name]))
+        encoded.append(categories(inputs[name]))
 
     text_name = features.transformed_name(features.TEXT_KEY)
     inputs[text_name] = tf.keras.Input(
         shape=(features.TEXT_MAX_TOKENS,), name=text_name, dtype=tf.int64
     )
     words = tf.keras.layers.Embedding(
-        sizes[text_name], hp.get("text_embedding_dim"), mask_zero=True, name="word_embedding"
+        sizes[features.TEXT_KEY],
+        hp.get("text_embedding_dim"),
+        mask_zero=True,
+        name="word_embedding",
     )(inputs[text_name])
     # Every narrative has at least one token (see preprocessing), so the mean is defined.
     encoded.append(tf.keras.layers.GlobalAveragePooling1D(name="narrative")(words))

@@ -1,4 +1,4 @@
-"""tf.Transform preprocessing: vocabularies, ZIP and date features, narrative tokens.
+"""tf.Transform preprocessing: category and word vocabularies, ZIP and date features, tokens.
 
 Everything the model sees is computed here, inside the transform graph, so the pushed
 model applies exactly the same steps to a raw serving request.
@@ -44,6 +44,23 @@ def date_parts(date: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return year, month
 
 
+def category_terms(categories: dict[str, tf.Tensor]) -> tf.Tensor:
+    """[batch, len(categories)] terms of the shared vocabulary: each value prefixed with its key,
+    so that equal values of two features stay two terms ('' included: missing is a value)."""
+    return tf.stack(
+        [
+            tf.strings.join([key, features.CATEGORY_SEPARATOR, value])
+            for key, value in categories.items()
+        ],
+        axis=1,
+    )
+
+
+def category_of(term: bytes) -> bytes:
+    """The key a shared-vocabulary term belongs to: tf.Transform keeps each key's top values."""
+    return term.split(features.CATEGORY_SEPARATOR.encode(), 1)[0]
+
+
 def narrative_tokens(text: tf.Tensor) -> tf.RaggedTensor:
     """Lower-cased word tokens, at most TEXT_MAX_TOKENS per narrative, never none."""
     words = tf.strings.regex_replace(tf.strings.lower(text), r"[^a-z0-9]+", " ")
@@ -68,14 +85,18 @@ def preprocessing_fn(
     categories[features.YEAR_KEY] = year
     categories[features.MONTH_KEY] = month
 
+    # top_k must be positive: the one most frequent term overall is also in its key's top values.
+    category_ids = tft.compute_and_apply_vocabulary(
+        category_terms(categories),
+        top_k=1,
+        coverage_top_k=features.CATEGORICAL_TOP_K,
+        key_fn=category_of,
+        num_oov_buckets=features.OOV_BUCKETS,
+        vocab_filename=features.vocabulary_name(features.CATEGORY_VOCABULARY),
+    )
     outputs = {
-        features.transformed_name(key): tft.compute_and_apply_vocabulary(
-            value,
-            top_k=features.CATEGORICAL_TOP_K,
-            num_oov_buckets=features.OOV_BUCKETS,
-            vocab_filename=features.vocabulary_name(key),
-        )
-        for key, value in categories.items()
+        features.transformed_name(key): category_ids[:, column]
+        for column, key in enumerate(categories)
     }
 
     tokens = narrative_tokens(as_strings(inputs[features.TEXT_KEY]))

@@ -56,10 +56,16 @@ def test_transform_outputs_ids_within_vocabularies(transformed, raw_rows):
     } | {features.LABEL_KEY}
     assert set(instances[0]) == expected_keys
 
-    for key in features.CATEGORICAL_KEYS + features.DERIVED_CATEGORICAL_KEYS:
-        size = tf_transform_output.vocabulary_size_by_name(features.vocabulary_name(key))
+    # Every category's ids point at terms of its own key in the one shared vocabulary.
+    vocabulary = tf_transform_output.vocabulary_by_name(
+        features.vocabulary_name(features.CATEGORY_VOCABULARY)
+    )
+    separator = features.CATEGORY_SEPARATOR.encode()
+    for key in features.CATEGORY_KEYS:
         ids = np.array([instance[features.transformed_name(key)] for instance in instances])
-        assert ids.min() >= 0 and ids.max() < size + features.OOV_BUCKETS, key
+        assert ids.min() >= 0 and ids.max() < len(vocabulary) + features.OOV_BUCKETS, key
+        terms = {vocabulary[i] for i in ids if i < len(vocabulary)}
+        assert terms and all(term.startswith(key.encode() + separator) for term in terms), key
 
     text = np.stack(
         [instance[features.transformed_name(features.TEXT_KEY)] for instance in instances]
@@ -73,6 +79,38 @@ def test_transform_outputs_ids_within_vocabularies(transformed, raw_rows):
     )
     labels = [instance[features.LABEL_KEY] for instance in instances]
     assert labels == [int(row[features.LABEL_KEY]) for row in raw_rows]
+
+
+def test_the_shared_vocabulary_keeps_each_categorys_top_values_apart(transformed, raw_rows):
+    tf_transform_output, _ = transformed
+    vocabulary = tf_transform_output.vocabulary_by_name(
+        features.vocabulary_name(features.CATEGORY_VOCABULARY)
+    )
+    assert len(set(vocabulary)) == len(vocabulary)
+    per_key: dict[bytes, list[bytes]] = {}
+    for term in vocabulary:
+        per_key.setdefault(preprocessing.category_of(term), []).append(term)
+    assert set(per_key) == {key.encode() for key in features.CATEGORY_KEYS}
+    assert all(len(terms) <= features.CATEGORICAL_TOP_K for terms in per_key.values())
+    # Every value of a feature with few values is a term, a missing one ('') included.
+    separator = features.CATEGORY_SEPARATOR.encode()
+    values = {
+        preprocessing.normalize_category(tf.constant(row["sub_issue"])).numpy() for row in raw_rows
+    }
+    assert b"" in values
+    assert {term.split(separator, 1)[1] for term in per_key[b"sub_issue"]} == values
+
+
+def test_category_terms_prefix_each_value_with_its_key():
+    terms = preprocessing.category_terms(
+        {"state": strings("ny", ""), "product": strings("ny", "x")}
+    )
+    separator = features.CATEGORY_SEPARATOR
+    assert terms.numpy().tolist() == [
+        [f"state{separator}ny".encode(), f"product{separator}ny".encode()],
+        [f"state{separator}".encode(), f"product{separator}x".encode()],
+    ]
+    assert preprocessing.category_of(terms.numpy()[1][0]) == b"state"
 
 
 def test_rows_without_narrative_share_the_empty_token(transformed, raw_rows):
