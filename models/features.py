@@ -11,7 +11,7 @@ ZIP_KEY = "zip_code"
 # evaluation for fairness, not as a model input.
 TAGS_KEY = "tags"
 
-# Categorical columns, each turned into a vocabulary by tf.Transform.
+# Categorical columns; with the derived ones below, they share one vocabulary (CATEGORY_VOCABULARY).
 CATEGORICAL_KEYS = (
     "product",
     "sub_product",
@@ -68,8 +68,9 @@ DECISION_KEY = "disputed"
 PROBABILITY_SIGNATURE = "dispute_probability"
 
 # Every category shares one vocabulary of "<key><CATEGORY_SEPARATOR><value>" terms, with each
-# feature's CATEGORICAL_TOP_K most frequent values: one tf.Transform analyzer instead of one per
-# feature, whose Beam stages were most of Transform's time (benchmarks/README.md).
+# feature's CATEGORICAL_TOP_K most frequent values ('' counts as one) and one out-of-vocabulary
+# bucket for all: one tf.Transform analyzer instead of one per feature, whose Beam stages were
+# most of Transform's time (benchmarks/README.md).
 CATEGORY_VOCABULARY = "categories"
 CATEGORY_SEPARATOR = "\x1f"  # ASCII unit separator: in no key, and not in CFPB's values
 
@@ -94,5 +95,5 @@ def transformed_name(key: str) -> str:
 
 
 def vocabulary_name(key: str) -> str:
-    """Name of the vocabulary file tf.Transform writes for a feature."""
+    """Name of the vocabulary file tf.Transform writes for the narrative or CATEGORY_VOCABULARY."""
     return f"{key}_vocab"

@@ -61,7 +61,7 @@ def vocabulary_sizes(tf_transform_output: tft.TFTransformOutput) -> dict[str, in
 def build_model(hp: kt.HyperParameters, sizes: dict[str, int]) -> tf.keras.Model:
     """Embeddings of every category and the mean embedding of the narrative's words."""
     # One table for all categories: their terms never overlap (features.CATEGORY_VOCABULARY),
-    # so each feature has rows of its own, as it would in a table of its own.
+    # so each feature's values have rows of their own; only the out-of-vocabulary row is shared.
     categories = tf.keras.layers.Embedding(
         sizes[features.CATEGORY_VOCABULARY],
         hp.get("category_embedding_dim"),
