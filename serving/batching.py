@@ -116,10 +116,7 @@ class Batcher:
                 size += len(task.examples)
             with self._lock:
                 self._queued -= size
-            self._execute(tasks)
-
-    def _execute(self, tasks: list[Task]) -> None:
-        execute(self._run, tasks, self._on_batch)
+            execute(self._run, tasks, self._on_batch)
 
 
 def execute(
